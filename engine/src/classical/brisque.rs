@@ -1,0 +1,118 @@
+//! BRISQUE (Mittal, Moorthy and Bovik, "No-Reference Image Quality Assessment in the Spatial
+//! Domain", IEEE TIP 2012), reproducing the Python package `brisque` 0.2.0 step by step, because
+//! our rankings must agree with the scores people get from it.
+//!
+//! 1. Grey = 0.2125 R + 0.7154 G + 0.0721 B on [0, 1] (`skimage.color.rgb2gray`).
+//! 2. MSCN coefficients with C = 1/255 ([`super::mscn`]).
+//! 3. AGGD fits of the MSCN map and of its products with the right, lower, lower-right and
+//!    (lower-left, upper-right) neighbours: 2 + 4 × 4 = 18 features.
+//! 4. The same on a half-size grey image (OpenCV bicubic, [`super::resize`]): 36 features.
+//! 5. Min/max scaling and the LIVE-trained SVR ([`super::svm`]).
+//!
+//! The result is the package's number: about 0 for pristine photos, larger when worse.
+
+use image::RgbImage;
+
+use super::aggd::{fit_brisque, Moments};
+use super::mscn::mscn;
+use super::plane::Plane;
+use super::resize::opencv_cubic_half;
+use super::svm::{Svr, NUM_FEATURES};
+use super::ClassicalError;
+
+/// `skimage.color.rgb2gray` weights (ITU-R BT.709 luma).
+const GREY_WEIGHTS: [f64; 3] = [0.2125, 0.7154, 0.0721];
+/// Each side must be at least this long so that the half-size scale still has pairs of pixels.
+pub(crate) const MIN_SIDE: usize = 4;
+
+/// The 18 features of one scale, in the package's order: MSCN (α, σ²), then for the horizontal,
+/// vertical, main-diagonal and secondary-diagonal products (α, mean, σ_l², σ_r²).
+fn scale_features(grey: &Plane) -> [f64; 18] {
+    let m = mscn(grey, 1.0 / 255.0);
+    let (w, h) = (m.width, m.height);
+    let mut moments = [Moments::default(); 5];
+    for y in 0..h {
+        let row = m.row(y);
+        let below = (y + 1 < h).then(|| m.row(y + 1));
+        for x in 0..w {
+            let c = row[x];
+            moments[0].push(c);
+            if x + 1 < w {
+                moments[1].push(c * row[x + 1]);
+            }
+            if let Some(below) = below {
+                moments[2].push(c * below[x]);
+                if x + 1 < w {
+                    moments[3].push(c * below[x + 1]);
+                    moments[4].push(below[x] * row[x + 1]);
+                }
+            }
+        }
+    }
+    let mut out = [0.0; 18];
+    let fit = fit_brisque(&moments[0]);
+    out[0] = fit.alpha;
+    out[1] = (fit.sigma_left.powi(2) + fit.sigma_right.powi(2)) / 2.0;
+    for (k, m) in moments[1..].iter().enumerate() {
+        let fit = fit_brisque(m);
+        out[2 + 4 * k..6 + 4 * k]
+            .copy_from_slice(&[fit.alpha, fit.mean, fit.sigma_left.powi(2), fit.sigma_right.powi(2)]);
+    }
+    out
+}
+
+/// The 36 BRISQUE features of an image: 18 at full size, then 18 at half size.
+pub(crate) fn brisque_features(rgb: &RgbImage) -> [f64; NUM_FEATURES] {
+    let grey = Plane::luma(rgb, GREY_WEIGHTS, 255.0);
+    let full = scale_features(&grey);
+    let half = scale_features(&opencv_cubic_half(&grey));
+    std::array::from_fn(|i| if i < 18 { full[i] } else { half[i - 18] })
+}
+
+/// The BRISQUE score exactly as `brisque.BRISQUE().score(rgb)` prints it: about 0 for pristine
+/// photos, larger when worse. NaN when the image cannot be judged (a side under 4 pixels).
+pub fn brisque_score(rgb: &RgbImage) -> f64 {
+    try_brisque_score(rgb).unwrap_or(f64::NAN)
+}
+
+/// [`brisque_score`], with images the metric cannot judge reported as errors.
+pub(crate) fn try_brisque_score(rgb: &RgbImage) -> Result<f64, ClassicalError> {
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    if w < MIN_SIDE || h < MIN_SIDE {
+        return Err(ClassicalError::TooSmall { width: w, height: h, min_side: MIN_SIDE });
+    }
+    let score = Svr::live().predict(&brisque_features(rgb));
+    if score.is_finite() {
+        Ok(score)
+    } else {
+        Err(ClassicalError::Undefined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_scores_worse_than_a_smooth_gradient_with_texture() {
+        // A smooth scene with mild texture versus the same scene with heavy noise.
+        let clean = RgbImage::from_fn(64, 48, |x, y| {
+            let v = (x * 3 + y * 2 + ((x * 7 + y * 13) % 5)) as u8;
+            image::Rgb([v, v / 2 + 40, 200 - v / 2])
+        });
+        let mut state = 12345_u32;
+        let noisy = RgbImage::from_fn(64, 48, |x, y| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let n = (state >> 24) as i32 - 128;
+            let p = clean.get_pixel(x, y).0.map(|c| (c as i32 + n / 2).clamp(0, 255) as u8);
+            image::Rgb(p)
+        });
+        assert!(brisque_score(&noisy) > brisque_score(&clean));
+    }
+
+    #[test]
+    fn tiny_images_are_refused() {
+        let tiny = RgbImage::new(3, 40);
+        assert!(matches!(try_brisque_score(&tiny), Err(ClassicalError::TooSmall { .. })));
+    }
+}
