@@ -1,0 +1,91 @@
+//! Small building blocks shared by the three towers: a linear layer, a two-pass layer norm and
+//! scaled dot-product attention.
+//!
+//! candle-nn's fused CPU layer norm computes the variance as E[x²] − E[x]², which loses digits
+//! on CLIP's large-magnitude residual stream; the reference (torch) subtracts the mean first, and
+//! so does [`LayerNorm`] here.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// `y = x Wᵀ + b`, with the leading dimensions flattened into one matrix product.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub(crate) fn load(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
+        Ok(Self { weight, bias })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim;
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        out_dims[dims.len() - 1] = self.weight.dim(0)?;
+        y.reshape(out_dims)
+    }
+}
+
+/// LayerNorm over the last dimension, computed in f32 with the mean removed before squaring.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub(crate) fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get(size, "weight")?, bias: vb.get(size, "bias")?, eps })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax(q kᵀ / √d) v over `[batch, heads, seq, head_dim]` tensors, with an optional additive
+/// mask broadcast over batch and heads. Scores and softmax are in f32, as the reference upcasts.
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?.to_dtype(DType::F32)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    probs.matmul(&v.contiguous()?)
+}
+
+/// `[batch, seq, heads·head_dim]` → `[batch, heads, seq, head_dim]`.
+pub(crate) fn split_heads(x: &Tensor, num_heads: usize) -> Result<Tensor> {
+    let (b, t, h) = x.dims3()?;
+    x.reshape((b, t, num_heads, h / num_heads))?.transpose(1, 2)?.contiguous()
+}
+
+/// `[batch, heads, seq, head_dim]` → `[batch, seq, heads·head_dim]`.
+pub(crate) fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t, d) = x.dims4()?;
+    x.transpose(1, 2)?.reshape((b, t, h * d))
+}

@@ -1,0 +1,113 @@
+//! The assembled network: vision tower → abstractor → image tokens spliced into the prompt →
+//! language model. Owns the device and dtype every tensor lives in.
+
+use candle_core::{DType, Device, Tensor};
+use image::RgbImage;
+
+use super::abstractor::{Abstractor, AbstractorOutput};
+use super::config::Config;
+use super::error::{Context, ModelError};
+use super::language::{LanguageModel, Modality};
+use super::loader::{self, Checkpoint};
+use super::preprocess;
+use super::prompt::Piece;
+use super::vision::VisionTower;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Network {
+    pub(crate) config: Config,
+    vision: VisionTower,
+    abstractor: Abstractor,
+    pub(crate) language: LanguageModel,
+    device: Device,
+    dtype: DType,
+}
+
+impl Network {
+    pub(crate) fn load(checkpoint: &Checkpoint, dtype: DType, device: &Device) -> Result<Self, ModelError> {
+        let config = loader::read_config(&checkpoint.config_path)?;
+        let vb = loader::open_weights(&checkpoint.weights, dtype, device)?;
+        let part = |name: &str| {
+            let source = checkpoint.source.clone();
+            let name = name.to_string();
+            move || format!("loading the {name} of {source}")
+        };
+        let vision = VisionTower::load(&config.visual_config.visual_model, vb.pp("model.vision_model"))
+            .ctx(part("vision tower"))?;
+        let abstractor =
+            Abstractor::load(&config.visual_config.visual_abstractor, config.hidden_size, vb.pp("model.visual_abstractor"))
+                .ctx(part("visual abstractor"))?;
+        let language = LanguageModel::load(&config, vb).ctx(part("language model"))?;
+        Ok(Self { config, vision, abstractor, language, device: device.clone(), dtype })
+    }
+
+    /// Side of the square the vision tower sees (448).
+    pub(crate) fn image_size(&self) -> usize {
+        self.config.visual_config.visual_model.image_size
+    }
+
+    /// Preprocessed RGB8 images (already `image_size` square) → `pixel_values [b, 3, s, s]`.
+    pub(crate) fn pixel_values(&self, images: &[&RgbImage]) -> Result<Tensor, ModelError> {
+        let s = self.image_size();
+        let mut data = Vec::with_capacity(images.len() * 3 * s * s);
+        for img in images {
+            if (img.width() as usize, img.height() as usize) != (s, s) {
+                return Err(ModelError::Image {
+                    image: format!("{}x{}", img.width(), img.height()),
+                    reason: format!("not preprocessed to {s}x{s}"),
+                });
+            }
+            data.extend(preprocess::normalise(img));
+        }
+        Tensor::from_vec(data, (images.len(), 3, s, s), &Device::Cpu)
+            .and_then(|t| t.to_device(&self.device)?.to_dtype(self.dtype))
+            .ctx(|| "building pixel_values".into())
+    }
+
+    /// Vision embeddings after `pre_layernorm` (golden tests only).
+    pub(crate) fn vision_embeddings(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        self.vision.embed(pixels).ctx(|| "vision embeddings".into())
+    }
+
+    pub(crate) fn vision(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        self.vision.forward(pixels).ctx(|| "vision tower forward".into())
+    }
+
+    pub(crate) fn abstract_patches(&self, patches: &Tensor) -> Result<AbstractorOutput, ModelError> {
+        self.abstractor.forward(patches).ctx(|| "abstractor forward".into())
+    }
+
+    /// `pixel_values` → image tokens `[b, 65, llm_hidden]`.
+    pub(crate) fn encode_images(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(self.abstract_patches(&self.vision(pixels)?)?.tokens)
+    }
+
+    /// Embeds text pieces and puts the next image's tokens (`[65, hidden]` each, in order) at each
+    /// image piece. Returns `[1, n, hidden]` and each position's modality.
+    pub(crate) fn splice(&self, pieces: &[Piece], images: &[Tensor]) -> Result<(Tensor, Vec<Modality>), ModelError> {
+        let wanted = pieces.iter().filter(|p| matches!(p, Piece::Image)).count();
+        if wanted != images.len() {
+            return Err(ModelError::Prompt(format!("{wanted} image placeholders for {} images", images.len())));
+        }
+        let mut images = images.iter();
+        let mut parts = Vec::with_capacity(pieces.len());
+        let mut modalities = Vec::new();
+        for piece in pieces {
+            let part = match piece {
+                Piece::Text(ids) => {
+                    modalities.extend(std::iter::repeat_n(0, ids.len()));
+                    self.language.embed(ids).ctx(|| format!("embedding {} token ids", ids.len()))?
+                }
+                Piece::Image => {
+                    let tokens = images.next().expect("counted above");
+                    let rows = tokens.dim(0).ctx(|| "image tokens".into())?;
+                    modalities.extend(std::iter::repeat_n(1, rows));
+                    tokens.unsqueeze(0).ctx(|| "image tokens".into())?
+                }
+            };
+            parts.push(part);
+        }
+        let embeds = Tensor::cat(&parts, 1).ctx(|| "splicing the prompt".into())?;
+        Ok((embeds, modalities))
+    }
+}

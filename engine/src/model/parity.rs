@@ -1,0 +1,102 @@
+//! Stage-by-stage access to the network for the golden parity tests (`tests/model_golden.rs`).
+//!
+//! Not a stable API: it exposes candle tensors and the reference's stage boundaries so that
+//! each stage can be checked on its own. It loads through the same [`super::loader`] as
+//! [`super::CoInstruct::load`], in f32 on the CPU.
+
+use candle_core::{DType, Device, Tensor};
+use image::RgbImage;
+
+use super::error::{Context, ModelError};
+use super::language::KvCache;
+use super::loader;
+use super::network::Network;
+use super::preprocess;
+use super::prompt::pieces_from_ids;
+
+/// Every LLM stage the reference records for one prompt.
+#[derive(Debug)]
+pub struct Prefill {
+    pub inputs_embeds: Tensor,
+    pub modality_indicators: Vec<u8>,
+    pub layer0_out: Tensor,
+    pub final_hidden: Tensor,
+    pub logits: Tensor,
+}
+
+/// The network, opened for stage-by-stage checks.
+#[derive(Debug)]
+pub struct Probe {
+    net: Network,
+}
+
+impl Probe {
+    /// Loads `source` (folder or hub id) in f32 on the CPU.
+    pub fn load(source: &str) -> Result<Self, ModelError> {
+        let checkpoint = loader::locate(source)?;
+        Ok(Self { net: Network::load(&checkpoint, DType::F32, &Device::Cpu)? })
+    }
+
+    /// Decoded RGB8 → the preprocessed square RGB8 the model sees.
+    pub fn preprocess_rgb8(&self, img: &RgbImage) -> RgbImage {
+        preprocess::square_resize(img, self.net.image_size())
+    }
+
+    /// Preprocessed images → `pixel_values [b, 3, s, s]`.
+    pub fn pixel_values(&self, images: &[&RgbImage]) -> Result<Tensor, ModelError> {
+        self.net.pixel_values(images)
+    }
+
+    pub fn vision_embeddings(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        self.net.vision_embeddings(pixels)
+    }
+
+    pub fn vision(&self, pixels: &Tensor) -> Result<Tensor, ModelError> {
+        self.net.vision(pixels)
+    }
+
+    /// `(encoder_output, output)` of the abstractor for vision `last_hidden_state`.
+    pub fn abstractor(&self, vision: &Tensor) -> Result<(Tensor, Tensor), ModelError> {
+        let out = self.net.abstract_patches(vision)?;
+        Ok((out.encoder_output, out.tokens))
+    }
+
+    fn image_rows(images: &Tensor) -> Result<Vec<Tensor>, ModelError> {
+        let n = images.dim(0).ctx(|| "image tokens".into())?;
+        (0..n).map(|i| images.get(i).ctx(|| format!("image {i}"))).collect()
+    }
+
+    /// One forward pass over `ids` (with `-200` per image), images `[k, 65, hidden]` in order.
+    pub fn prefill(&self, ids: &[i64], images: &Tensor) -> Result<Prefill, ModelError> {
+        let (inputs_embeds, modality_indicators) =
+            self.net.splice(&pieces_from_ids(ids)?, &Self::image_rows(images)?)?;
+        let out = self
+            .net
+            .language
+            .forward(&inputs_embeds, &modality_indicators, &mut KvCache::default(), true)
+            .ctx(|| "language model forward".into())?;
+        let logits = self.net.language.logits(&out.hidden).ctx(|| "lm_head".into())?;
+        let layer0_out = out.layer_outputs.first().cloned().ok_or_else(|| ModelError::Prompt("no layers".into()))?;
+        Ok(Prefill { inputs_embeds, modality_indicators, layer0_out, final_hidden: out.hidden, logits })
+    }
+
+    /// Greedy decoding of `steps` tokens with the KV cache: the tokens and the logits that
+    /// chose each one (`[steps, vocab]`).
+    pub fn generate(&self, ids: &[i64], images: &Tensor, steps: usize) -> Result<(Vec<u32>, Tensor), ModelError> {
+        let (embeds, modalities) = self.net.splice(&pieces_from_ids(ids)?, &Self::image_rows(images)?)?;
+        let lm = &self.net.language;
+        let mut cache = KvCache::default();
+        let mut hidden = lm.forward(&embeds, &modalities, &mut cache, false).ctx(|| "prefill".into())?.hidden;
+        let (mut tokens, mut all_logits) = (Vec::new(), Vec::new());
+        for step in 0..steps {
+            let logits = lm.last_logits(&hidden).ctx(|| format!("logits of step {step}"))?;
+            let next = logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).ctx(|| "argmax".into())?;
+            all_logits.push(logits);
+            tokens.push(next);
+            let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
+            hidden = lm.forward(&embeds, &[0], &mut cache, false).ctx(|| format!("decode step {step}"))?.hidden;
+        }
+        let stacked = Tensor::stack(&all_logits, 0).ctx(|| "stacking logits".into())?;
+        Ok((tokens, stacked))
+    }
+}
