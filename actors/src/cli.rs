@@ -1,0 +1,112 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qrank",
+    version,
+    about = "Rank batches of images by visual quality",
+    long_about = "Rank batches of images by visual quality.\n\n\
+        qrank judges images with a quality model and turns the judgements into one global ranking, \
+        with a score, a standard error and a rank for every image. The built-in model (BRISQUE) \
+        needs no GPU, no download and no network.",
+    after_help = "Exit codes:\n  0   every image was ranked\n  1   the run failed\n  \
+        2   some files were skipped; each is listed with its reason\n  64  usage or configuration error"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rank every image under a folder or object-store prefix.
+    #[command(
+        after_help = "Examples:\n  qrank rank ./photos\n  qrank rank s3://bucket/batch-42/ --format json --out ranking.json\n\n\
+        S3-compatible stores are configured from the environment: AWS_ACCESS_KEY_ID, \
+        AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT (e.g. http://127.0.0.1:8333) and \
+        AWS_ALLOW_HTTP=true for a plain-HTTP endpoint. gs:// reads GOOGLE_* and az:// AZURE_* variables."
+    )]
+    Rank(RankArgs),
+    /// Fit a ranking from saved comparisons, without any model.
+    #[command(
+        after_help = "FILE is either qrank's JSONL (one {\"items\": [...], \"stages\": [...]} per line, \
+        the format the service checkpoints) or a reference file with kind, n_items, alpha and comparisons. \
+        The output has one row per item, as for `qrank rank`."
+    )]
+    Fit(FitArgs),
+}
+
+/// The quality model that judges the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelName {
+    /// BRISQUE (Mittal et al. 2012) with the published LIVE-trained SVR. Scores each image once.
+    Brisque,
+    /// NIQE (Mittal et al. 2013) with the published pristine-image model. Scores each image once.
+    Niqe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Write the ranking to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RankArgs {
+    /// A folder, or a URL: file://, s3://bucket/prefix/, gs://bucket/prefix/, az://container/prefix/.
+    pub source: String,
+    /// The quality model.
+    #[arg(long, value_enum, default_value_t = ModelName::Brisque)]
+    pub model: ModelName,
+    /// Comparator calls per image, for models that compare rather than score.
+    #[arg(long, default_value_t = 3.0, value_name = "N")]
+    pub budget: f64,
+    /// Descend into sub-folders (sub-prefixes).
+    #[arg(long)]
+    pub recursive: bool,
+    /// Seed of the comparison plan, so a run can be repeated exactly.
+    #[arg(long, default_value_t = 0x5eed)]
+    pub seed: u64,
+    /// Images fetched and decoded at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Saved comparisons: qrank JSONL, or a reference-fit JSON file.
+    pub file: PathBuf,
+    /// Precision of the Gaussian prior on scores. Default: the file's `alpha` if it has one, else 0.1.
+    #[arg(long, value_name = "LAMBDA")]
+    pub prior_precision: Option<f64>,
+    /// Fit a bias for each slot (position shown), jointly with the scores. Ignored for reference
+    /// files, which list the winner first.
+    #[arg(long)]
+    pub slot_bias: bool,
+    /// Convergence tolerance: the largest change of any score in the last iteration.
+    #[arg(long, default_value_t = 1e-8)]
+    pub tolerance: f64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// A mistake in how qrank was called, reported with exit code 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

@@ -1,0 +1,133 @@
+//! The subcommands: each returns the process exit code.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use engine::image::Limits;
+use engine::job::JobOptions;
+use engine::rank::{fit as fit_model, parse_comparisons, FitOptions, Ranking};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{FitArgs, RankArgs, UsageError};
+use crate::exit;
+use crate::output;
+use crate::pipeline::{self, Progress, Report, RunOptions, Stats};
+use crate::source::Source;
+
+/// `qrank rank SOURCE`.
+pub fn rank(args: RankArgs) -> Result<u8> {
+    if !(args.budget.is_finite() && args.budget > 0.0) {
+        return Err(UsageError(format!(
+            "--budget must be a positive number of calls per image, got {}",
+            args.budget
+        ))
+        .into());
+    }
+    let source = Source::open(&args.source)?;
+    let comparator = crate::models::load(args.model);
+    let options = RunOptions {
+        recursive: args.recursive,
+        concurrency: args.concurrency,
+        limits: Limits::default(),
+        job: JobOptions {
+            budget_calls_per_image: args.budget,
+            seed: args.seed,
+            ..JobOptions::default()
+        },
+    };
+    let progress = Arc::new(Bars::new());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = runtime.block_on(pipeline::run(&source, comparator, &options, progress.clone()))?;
+    progress.finish();
+    for error in &report.errors {
+        eprintln!("qrank: skipped {}", error.reason);
+    }
+    output::write(&report, &args.output)?;
+    Ok(match (report.ranking.items.is_empty(), report.errors.is_empty()) {
+        (true, true) => {
+            eprintln!("qrank: no images found under {}", args.source);
+            exit::FAILED
+        }
+        (true, false) => exit::FAILED,
+        (false, true) => exit::OK,
+        (false, false) => exit::SKIPPED_SOME,
+    })
+}
+
+/// `qrank fit FILE`.
+pub fn fit(args: FitArgs) -> Result<u8> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let set = parse_comparisons(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+    let options = FitOptions {
+        prior_precision: args
+            .prior_precision
+            .or(set.alpha)
+            .unwrap_or(FitOptions::default().prior_precision),
+        fit_slot_bias: args.slot_bias && set.has_slots,
+        tolerance: args.tolerance,
+        ..FitOptions::default()
+    };
+    if options.prior_precision < 0.0 {
+        return Err(UsageError("--prior-precision must be at least 0".into()).into());
+    }
+    let fitted = fit_model(&set.observations, &options);
+    if !fitted.converged {
+        eprintln!(
+            "qrank: warning: the fit did not converge in {} iterations",
+            fitted.iterations
+        );
+    }
+    let report = Report {
+        model: "saved-comparisons".into(),
+        ranking: Ranking::from_fit(&set.names, &fitted),
+        errors: Vec::new(),
+        stats: Stats {
+            num_images: set.names.len(),
+            ..Stats::default()
+        },
+    };
+    output::write(&report, &args.output)?;
+    Ok(exit::OK)
+}
+
+/// Progress bars on stderr; indicatif hides them when stderr is not a terminal.
+struct Bars {
+    loading: ProgressBar,
+    comparing: ProgressBar,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let loading = ProgressBar::new_spinner();
+        loading.set_style(
+            ProgressStyle::with_template("{spinner} loading images: {pos} [{elapsed}]").expect("valid template"),
+        );
+        let comparing = ProgressBar::hidden();
+        Self { loading, comparing }
+    }
+
+    fn finish(&self) {
+        self.loading.finish_and_clear();
+        self.comparing.finish_and_clear();
+    }
+}
+
+impl Progress for Bars {
+    fn loaded(&self, _name: &str) {
+        self.loading.inc(1);
+    }
+
+    fn comparisons_planned(&self, total: usize) {
+        self.loading.finish_and_clear();
+        self.comparing.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.comparing.set_length(total as u64);
+        self.comparing.set_style(
+            ProgressStyle::with_template("comparing {bar:40} {pos}/{len} groups [{elapsed}<{eta}]")
+                .expect("valid template"),
+        );
+    }
+
+    fn compared(&self) {
+        self.comparing.inc(1);
+    }
+}

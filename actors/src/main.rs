@@ -1,0 +1,47 @@
+//! The `qrank` binary: parse the command line, run the command, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod models;
+mod output;
+mod pipeline;
+mod source;
+
+use cli::{Cli, Command};
+
+/// Exit codes, as documented in `qrank --help`.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const SKIPPED_SOME: u8 = 2;
+    pub const USAGE: u8 = 64;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Rank(args) => commands::rank(args),
+        Command::Fit(args) => commands::fit(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("qrank: error: {e:#}");
+            ExitCode::from(
+                e.downcast_ref::<cli::UsageError>()
+                    .map_or(exit::FAILED, |_| exit::USAGE),
+            )
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Bytes to RGB: sniff the format, check the header against [`Limits`], decode, apply the EXIF
+//! orientation, and flatten every pixel layout (grey, palette, 16-bit, CMYK, alpha) to RGB8.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+
+use super::{Image, ImageError};
+
+/// The formats we accept. Others the `image` crate might know are refused as unsupported, so
+/// what we accept is what we test.
+const FORMATS: [ImageFormat; 6] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Tiff,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+];
+
+/// Bounds checked before any pixel is allocated, so a decompression bomb costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest encoded file accepted.
+    pub max_bytes: u64,
+    /// Largest width x height accepted.
+    pub max_pixels: u64,
+    /// Largest width or height accepted.
+    pub max_side: u32,
+    /// Colour that transparent pixels are composited over.
+    pub background_rgb: [u8; 3],
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 << 20,
+            max_pixels: 64_000_000,
+            max_side: 16_384,
+            background_rgb: [255, 255, 255],
+        }
+    }
+}
+
+impl Limits {
+    /// Refuse a file whose encoded size is over the limit, before reading it.
+    pub fn check_bytes(&self, name: &str, num_bytes: u64) -> Result<(), ImageError> {
+        over(name, "file size in bytes", num_bytes, self.max_bytes)
+    }
+
+    fn check_dimensions(&self, name: &str, (width, height): (u32, u32)) -> Result<(), ImageError> {
+        over(name, "width", width.into(), self.max_side.into())?;
+        over(name, "height", height.into(), self.max_side.into())?;
+        over(
+            name,
+            "pixel count",
+            u64::from(width) * u64::from(height),
+            self.max_pixels,
+        )
+    }
+}
+
+fn over(name: &str, what: &'static str, value: u64, limit: u64) -> Result<(), ImageError> {
+    if value > limit {
+        let detail = format!("{what} {value} is over {limit}");
+        return Err(ImageError::OverLimit {
+            name: name.to_owned(),
+            detail,
+        });
+    }
+    Ok(())
+}
+
+/// Decode one encoded image named `name` into an oriented RGB8 [`Image`].
+pub fn decode(name: &str, bytes: &[u8], limits: &Limits) -> Result<Image, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty { name: name.to_owned() });
+    }
+    limits.check_bytes(name, bytes.len() as u64)?;
+    let format = image::guess_format(bytes).map_err(|_| ImageError::Unsupported {
+        name: name.to_owned(),
+        detail: "not a recognised image format".to_owned(),
+    })?;
+    if !FORMATS.contains(&format) {
+        let detail = format!("{format:?} is not one of JPEG, PNG, WebP, TIFF, GIF, BMP");
+        return Err(ImageError::Unsupported {
+            name: name.to_owned(),
+            detail,
+        });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(decoder_limits(limits));
+    let mut decoder = reader.into_decoder().map_err(|e| classify(name, e))?;
+    limits.check_dimensions(name, decoder.dimensions())?;
+    // A missing or unreadable EXIF block is common and harmless: show the pixels as stored.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut decoded = DynamicImage::from_decoder(decoder).map_err(|e| classify(name, e))?;
+    decoded.apply_orientation(orientation);
+    Ok(Image {
+        name: name.to_owned(),
+        content_hash: Image::hash_bytes(bytes),
+        rgb: to_rgb(decoded, limits.background_rgb),
+    })
+}
+
+/// The `image` crate's own allocation guard, a second line behind our header check.
+fn decoder_limits(limits: &Limits) -> image::Limits {
+    // Width and height are left to our own header check, whose message names the limit.
+    let mut inner = image::Limits::no_limits();
+    // Room for the largest allowed image at 16 bits x 4 channels, plus decoder scratch.
+    inner.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    inner
+}
+
+/// Flatten any pixel layout to RGB8, compositing alpha over `background`.
+fn to_rgb(decoded: DynamicImage, background: [u8; 3]) -> RgbImage {
+    if !decoded.color().has_alpha() {
+        return decoded.into_rgb8();
+    }
+    let rgba = decoded.into_rgba8();
+    let mut out = RgbImage::new(rgba.width(), rgba.height());
+    for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
+        let alpha = u32::from(src[3]);
+        for c in 0..3 {
+            let blended = u32::from(src[c]) * alpha + u32::from(background[c]) * (255 - alpha);
+            dst[c] = ((blended + 127) / 255) as u8;
+        }
+    }
+    out
+}
+
+/// Map the `image` crate's error to ours. Truncation shows up as an unexpected end of data in
+/// whichever layer noticed it, so it is recognised by the I/O kind or the decoder's wording.
+fn classify(name: &str, error: image::ImageError) -> ImageError {
+    let name = name.to_owned();
+    match error {
+        image::ImageError::Limits(e) => ImageError::OverLimit {
+            name,
+            detail: e.to_string(),
+        },
+        image::ImageError::Unsupported(e) => ImageError::Unsupported {
+            name,
+            detail: e.to_string(),
+        },
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => ImageError::Truncated {
+            name,
+            detail: e.to_string(),
+        },
+        other => {
+            let detail = other.to_string().trim().to_owned();
+            if looks_truncated(&detail) {
+                ImageError::Truncated { name, detail }
+            } else {
+                ImageError::Corrupt { name, detail }
+            }
+        }
+    }
+}
+
+fn looks_truncated(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    [
+        "eof",
+        "end of file",
+        "unexpected end",
+        "truncat",
+        "no more bytes",
+        "not enough bytes",
+        "not enough data",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}

@@ -1,0 +1,299 @@
+//! The Plackett-Luce fit: maximise the likelihood of soft stage outcomes under a Gaussian prior,
+//! by minorisation-maximisation (Hunter, 2004).
+//!
+//! A stage with candidates `C` and target distribution `p` contributes
+//! `sum_i p_i (theta_i + beta_slot(i)) - log sum_j exp(theta_j + beta_slot(j))`,
+//! where `beta` is the optional bias of a slot (position in the group). A pair, a best-of-group
+//! answer and each step of a full ranking are all stages, and soft `p` keeps the comparator's
+//! confidence. The prior `-lambda/2 * |theta|^2` ranks items the data says nothing about, and
+//! pins the scale, so items in separate parts of the comparison graph still get a score.
+//!
+//! Each MM iteration is one pass over the candidates: O(observations), with no N x N matrix. The
+//! minorised objective separates by item, so every item update is a 1-D Newton solve.
+
+use rayon::prelude::*;
+
+use super::curvature::standard_errors;
+use super::graph::main_component;
+use super::observations::{Observations, SlotKey, StageView};
+
+/// Slot keys index a small table: group sizes up to 4, slots 0..4.
+const MAX_GROUP: usize = 4;
+pub(crate) const NUM_KEYS: usize = (MAX_GROUP + 1) * MAX_GROUP;
+
+pub(crate) fn key_index(group_size: u8, slot: u8) -> usize {
+    usize::from(group_size) * MAX_GROUP + usize::from(slot)
+}
+
+/// How to fit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FitOptions {
+    /// Precision (1 / variance) of the Gaussian prior on scores. 0 gives the maximum-likelihood fit,
+    /// which exists only when the comparison graph is strongly connected.
+    pub prior_precision: f64,
+    /// Fit one bias per (group size, slot), with slot 0 as the reference, jointly with the scores.
+    pub fit_slot_bias: bool,
+    pub max_iterations: usize,
+    /// Stop when no score moves by more than this in an iteration.
+    pub tolerance: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            prior_precision: 0.1,
+            fit_slot_bias: false,
+            max_iterations: 2_000,
+            tolerance: 1e-6,
+        }
+    }
+}
+
+/// The estimated advantage of being shown in a slot, relative to slot 0 of the same group size.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SlotBias {
+    pub group_size: u8,
+    pub slot: u8,
+    /// Log-odds added to an item shown in this slot.
+    pub bias: f64,
+}
+
+/// A fitted model.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// Log-strength of each item; higher is better.
+    pub scores: Vec<f64>,
+    /// Standard error of each score, from the curvature of the log-posterior at the optimum.
+    pub std_errors: Vec<f64>,
+    /// False for items outside the largest connected part of the comparison graph: their place
+    /// relative to the rest comes from the prior alone.
+    pub connected: Vec<bool>,
+    pub slot_bias: Vec<SlotBias>,
+    pub iterations: usize,
+    pub converged: bool,
+    /// Log-likelihood of the data at the fit, without the prior.
+    pub log_likelihood: f64,
+}
+
+/// Fit scores (and optionally slot biases) to `obs`.
+pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
+    let n = obs.num_items();
+    let lambda = options.prior_precision.max(0.0);
+    let wins = win_mass(obs);
+    let mut theta = vec![0.0f64; n];
+    let mut beta = [0.0f64; NUM_KEYS];
+    let mut iterations = 0;
+    let mut converged = false;
+    while iterations < options.max_iterations {
+        iterations += 1;
+        let strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
+        let exp_beta = beta.map(f64::exp);
+        let denominators = item_denominators(obs, &strength, &exp_beta);
+        let mut change: f64 = theta
+            .par_iter_mut()
+            .zip(&wins)
+            .zip(&denominators)
+            .map(|((t, &w), &c)| {
+                let next = solve_item(*t, w, c, lambda);
+                let delta = (next - *t).abs();
+                *t = next;
+                delta
+            })
+            .reduce(|| 0.0, f64::max);
+        if lambda == 0.0 {
+            centre(&mut theta);
+        }
+        if options.fit_slot_bias {
+            change = change.max(update_slot_bias(obs, &theta, &mut beta));
+        }
+        if change < options.tolerance {
+            converged = true;
+            break;
+        }
+    }
+    let std_errors = standard_errors(obs, &theta, &beta, lambda);
+    Fit {
+        log_likelihood: log_likelihood(obs, &theta, &beta),
+        connected: main_component(obs),
+        slot_bias: if options.fit_slot_bias {
+            report_bias(obs, &beta)
+        } else {
+            Vec::new()
+        },
+        scores: theta,
+        std_errors,
+        iterations,
+        converged,
+    }
+}
+
+/// Mean-centre scores: the likelihood alone cannot tell a constant shift.
+fn centre(theta: &mut [f64]) {
+    if theta.is_empty() {
+        return;
+    }
+    let mean = theta.iter().sum::<f64>() / theta.len() as f64;
+    theta.iter_mut().for_each(|t| *t -= mean);
+}
+
+/// Total target probability each item received: its (soft) number of wins.
+fn win_mass(obs: &Observations) -> Vec<f64> {
+    let mut wins = vec![0.0; obs.num_items()];
+    for stage in obs.stages() {
+        for (&item, &p) in stage.items.iter().zip(stage.probs) {
+            wins[item as usize] += f64::from(p);
+        }
+    }
+    wins
+}
+
+/// Number of stages per parallel chunk: big enough to amortise a per-chunk accumulator.
+fn chunk_len(obs: &Observations) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    obs.num_stages().div_ceil(threads).max(4_096)
+}
+
+/// For each item, `sum over its stages of exp(beta_slot) / D_stage`: the MM denominator.
+fn item_denominators(obs: &Observations, strength: &[f64], exp_beta: &[f64; NUM_KEYS]) -> Vec<f64> {
+    let n = obs.num_items();
+    let chunk = chunk_len(obs);
+    let num_chunks = obs.num_stages().div_ceil(chunk);
+    (0..num_chunks)
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0.0f64; n];
+            for s in c * chunk..((c + 1) * chunk).min(obs.num_stages()) {
+                let stage = obs.stage(s);
+                let inv_total = 1.0 / stage_total(&stage, strength, exp_beta);
+                for (&item, &slot) in stage.items.iter().zip(stage.slots) {
+                    acc[item as usize] += exp_beta[key_index(stage.group_size, slot)] * inv_total;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![0.0f64; n],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
+fn stage_total(stage: &StageView<'_>, strength: &[f64], exp_beta: &[f64; NUM_KEYS]) -> f64 {
+    stage
+        .items
+        .iter()
+        .zip(stage.slots)
+        .map(|(&item, &slot)| strength[item as usize] * exp_beta[key_index(stage.group_size, slot)])
+        .sum()
+}
+
+/// Maximise `w * t - c * exp(t) - lambda / 2 * t^2` over `t`, starting from `t0`.
+fn solve_item(t0: f64, wins: f64, denom: f64, lambda: f64) -> f64 {
+    if denom <= 0.0 {
+        return t0; // never compared: keep the prior mean it started at
+    }
+    if lambda == 0.0 {
+        // Closed form. An item that never won has no finite maximum-likelihood score; a floor
+        // keeps the arithmetic finite and leaves it last.
+        return (wins / denom).max(1e-300).ln().max(-50.0);
+    }
+    // f(t) = w - c e^t - lambda t is decreasing and concave: Newton from the right of the root
+    // converges monotonically, so start at max(t0, ln(w/c)) when w > 0.
+    let mut t = if wins > 0.0 { t0.max((wins / denom).ln()) } else { t0 };
+    for _ in 0..50 {
+        let e = denom * t.exp();
+        let f = wins - e - lambda * t;
+        let step = f / (e + lambda);
+        t += step;
+        if step.abs() < 1e-13 * (1.0 + t.abs()) {
+            break;
+        }
+    }
+    t
+}
+
+/// One MM step for the slot biases, with scores fixed. Returns the largest change.
+fn update_slot_bias(obs: &Observations, theta: &[f64], beta: &mut [f64; NUM_KEYS]) -> f64 {
+    let strength: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
+    let exp_beta = beta.map(f64::exp);
+    let mut wins = [0.0f64; NUM_KEYS];
+    let mut denom = [0.0f64; NUM_KEYS];
+    for stage in obs.stages() {
+        let inv_total = 1.0 / stage_total(&stage, &strength, &exp_beta);
+        for ((&item, &slot), &p) in stage.items.iter().zip(stage.slots).zip(stage.probs) {
+            let k = key_index(stage.group_size, slot);
+            wins[k] += f64::from(p);
+            denom[k] += strength[item as usize] * inv_total;
+        }
+    }
+    // Slot 0 of each size stays at 0 as the reference; the scores absorb any common shift.
+    let mut change: f64 = 0.0;
+    for size in 2..=MAX_GROUP as u8 {
+        for slot in 1..size {
+            let k = key_index(size, slot);
+            if wins[k] > 0.0 && denom[k] > 0.0 {
+                let next = (wins[k] / denom[k]).ln();
+                change = change.max((next - beta[k]).abs());
+                beta[k] = next;
+            }
+        }
+    }
+    change
+}
+
+fn report_bias(obs: &Observations, beta: &[f64; NUM_KEYS]) -> Vec<SlotBias> {
+    let mut seen = std::collections::BTreeSet::new();
+    for stage in obs.stages() {
+        for &slot in stage.slots {
+            seen.insert(SlotKey {
+                group_size: stage.group_size,
+                slot,
+            });
+        }
+    }
+    seen.into_iter()
+        .map(|k| SlotBias {
+            group_size: k.group_size,
+            slot: k.slot,
+            bias: beta[key_index(k.group_size, k.slot)],
+        })
+        .collect()
+}
+
+/// Log-likelihood of `obs` under scores `theta` and slot biases `beta`, without the prior.
+pub(crate) fn log_likelihood(obs: &Observations, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
+    obs.stages()
+        .map(|stage| {
+            let utility = |(&item, &slot): (&u32, &u8)| theta[item as usize] + beta[key_index(stage.group_size, slot)];
+            let max = stage
+                .items
+                .iter()
+                .zip(stage.slots)
+                .map(utility)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let log_total = max
+                + stage
+                    .items
+                    .iter()
+                    .zip(stage.slots)
+                    .map(|c| (utility(c) - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            stage
+                .items
+                .iter()
+                .zip(stage.slots)
+                .zip(stage.probs)
+                .map(|(c, &p)| f64::from(p) * (utility(c) - log_total))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Log-likelihood of `scores` with no slot bias: for comparing fits from other tools.
+pub fn log_likelihood_of(obs: &Observations, scores: &[f64]) -> f64 {
+    log_likelihood(obs, scores, &[0.0; NUM_KEYS])
+}

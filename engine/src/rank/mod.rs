@@ -1,0 +1,16 @@
+//! Ranking from comparisons: Plackett-Luce / Bradley-Terry with soft stage outcomes, a Gaussian
+//! prior, optional slot bias, and standard errors.
+
+mod curvature;
+mod fit;
+mod graph;
+mod observations;
+mod ranking;
+mod records;
+
+pub use curvature::EXACT_MAX_ITEMS;
+pub use fit::{fit, log_likelihood_of, Fit, FitOptions, SlotBias};
+pub use graph::main_component;
+pub use observations::{ObservationError, Observations, SlotKey};
+pub use ranking::{RankedItem, Ranking};
+pub use records::{parse_comparisons, ComparisonRecord, ComparisonSet, RecordError};

@@ -1,0 +1,68 @@
+//! The ranking a user reads: one row per item, best first.
+
+use super::fit::{Fit, SlotBias};
+
+/// One item's place in the ranking.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RankedItem {
+    /// 1 is the best.
+    pub rank: u32,
+    pub name: String,
+    /// Higher is better. Log-strength for a fitted ranking, the metric's own score otherwise.
+    pub score: f64,
+    /// Standard error of `score`; 0 when a comparator scored each image directly, because that
+    /// score is exact.
+    pub std_error: f64,
+    /// False when the comparisons never linked this item to the main body of the ranking, so
+    /// its place comes from the prior alone.
+    pub connected: bool,
+}
+
+/// A complete ranking, sorted best first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Ranking {
+    pub items: Vec<RankedItem>,
+    /// Estimated slot biases, when they were fitted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slot_bias: Vec<SlotBias>,
+}
+
+impl Ranking {
+    /// Rank `names[i]` by `fit.scores[i]`.
+    pub fn from_fit(names: &[String], fit: &Fit) -> Self {
+        let rows = (0..names.len()).map(|i| (fit.scores[i], fit.std_errors[i], fit.connected[i]));
+        Self {
+            items: sorted(names, rows),
+            slot_bias: fit.slot_bias.clone(),
+        }
+    }
+
+    /// Rank by scores a comparator gave each image directly: exact, so no standard error.
+    pub fn from_scores(names: &[String], scores: &[f64]) -> Self {
+        let rows = scores.iter().map(|&s| (s, 0.0, true));
+        Self {
+            items: sorted(names, rows),
+            slot_bias: Vec::new(),
+        }
+    }
+}
+
+fn sorted(names: &[String], rows: impl Iterator<Item = (f64, f64, bool)>) -> Vec<RankedItem> {
+    let mut items: Vec<RankedItem> = names
+        .iter()
+        .zip(rows)
+        .map(|(name, (score, std_error, connected))| RankedItem {
+            rank: 0,
+            name: name.clone(),
+            score,
+            std_error,
+            connected,
+        })
+        .collect();
+    // Best first; ties are broken by name so the output is deterministic.
+    items.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
+    for (i, item) in items.iter_mut().enumerate() {
+        item.rank = i as u32 + 1;
+    }
+    items
+}
