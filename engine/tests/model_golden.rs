@@ -15,7 +15,7 @@ use engine::model::parity::Probe;
 
 /// CLIP's normalisation, to recover the uint8 pixels from `pixel_values`.
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+const STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 #[derive(serde::Deserialize)]
 struct Manifest {
@@ -40,18 +40,31 @@ impl Golden {
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/coinstruct-tiny"));
         let manifest: Manifest =
-            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest.json")).expect("manifest");
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest.json"))
+                .expect("manifest");
         let tensors = candle_core::safetensors::load(dir.join("cases.safetensors"), &Device::Cpu).expect("cases");
         // A checkpoint folder laid out as on the hub, so the real loader reads it.
         let checkpoint = tempfile::tempdir().unwrap();
         std::fs::copy(dir.join("config.json"), checkpoint.path().join("config.json")).unwrap();
-        std::fs::copy(dir.join("weights.safetensors"), checkpoint.path().join("model.safetensors")).unwrap();
+        std::fs::copy(
+            dir.join("weights.safetensors"),
+            checkpoint.path().join("model.safetensors"),
+        )
+        .unwrap();
         let probe = Probe::load(checkpoint.path().to_str().unwrap()).expect("loading the tiny checkpoint");
-        Self { dir, manifest, tensors, probe, _checkpoint: checkpoint }
+        Self {
+            dir,
+            manifest,
+            tensors,
+            probe,
+            _checkpoint: checkpoint,
+        }
     }
 
     fn get(&self, name: &str) -> &Tensor {
-        self.tensors.get(name).unwrap_or_else(|| panic!("{name} missing from cases.safetensors"))
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from cases.safetensors"))
     }
 
     fn ids(&self, name: &str) -> Vec<i64> {
@@ -62,7 +75,9 @@ impl Golden {
     fn case_images(&self, case: &str) -> Tensor {
         let output = self.get("abstractor.output");
         match self.tensors.get(&format!("{case}.image_indices")) {
-            Some(idx) => output.index_select(&idx.flatten_all().unwrap().to_dtype(DType::U32).unwrap(), 0).unwrap(),
+            Some(idx) => output
+                .index_select(&idx.flatten_all().unwrap().to_dtype(DType::U32).unwrap(), 0)
+                .unwrap(),
             None => output.narrow(0, 0, 0).unwrap(),
         }
     }
@@ -72,7 +87,11 @@ impl Golden {
         let diff = (got.to_dtype(DType::F32).unwrap() - want).unwrap().abs().unwrap();
         let max: f32 = diff.flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
         eprintln!("{what}: max abs diff {max:.3e}");
-        assert!(max <= self.manifest.atol_f32 as f32, "{what}: max abs diff {max:e} > {}", self.manifest.atol_f32);
+        assert!(
+            max <= self.manifest.atol_f32 as f32,
+            "{what}: max abs diff {max:e} > {}",
+            self.manifest.atol_f32
+        );
     }
 }
 
@@ -81,7 +100,9 @@ fn preprocessing_reproduces_pillow_bit_for_bit() {
     let g = Golden::open();
     let want = g.get("pixel_values");
     for (row, file) in g.manifest.pixel_values_files.iter().enumerate() {
-        let img = image::open(g.dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}")).to_rgb8();
+        let img = image::open(g.dir.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .to_rgb8();
         let pre = g.probe.preprocess_rgb8(&img);
         let got = g.probe.pixel_values(&[&pre]).unwrap().get(0).unwrap();
         let want_row = want.get(row).unwrap();
@@ -97,7 +118,16 @@ fn preprocessing_reproduces_pillow_bit_for_bit() {
             }
         }
         assert_eq!(mismatched, 0, "{file}: {mismatched} uint8 values differ from Pillow");
-        let diff: f32 = (got - want_row).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+        let diff: f32 = (got - want_row)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert_eq!(diff, 0.0, "{file}: pixel_values differ by {diff}");
     }
 }
@@ -106,15 +136,27 @@ fn preprocessing_reproduces_pillow_bit_for_bit() {
 fn vision_tower_matches_reference() {
     let g = Golden::open();
     let pixels = g.get("pixel_values");
-    g.assert_close("vision.embeddings", &g.probe.vision_embeddings(pixels).unwrap(), g.get("vision.embeddings"));
-    g.assert_close("vision.last_hidden_state", &g.probe.vision(pixels).unwrap(), g.get("vision.last_hidden_state"));
+    g.assert_close(
+        "vision.embeddings",
+        &g.probe.vision_embeddings(pixels).unwrap(),
+        g.get("vision.embeddings"),
+    );
+    g.assert_close(
+        "vision.last_hidden_state",
+        &g.probe.vision(pixels).unwrap(),
+        g.get("vision.last_hidden_state"),
+    );
 }
 
 #[test]
 fn abstractor_matches_reference() {
     let g = Golden::open();
     let (encoder_output, output) = g.probe.abstractor(g.get("vision.last_hidden_state")).unwrap();
-    g.assert_close("abstractor.encoder_output", &encoder_output, g.get("abstractor.encoder_output"));
+    g.assert_close(
+        "abstractor.encoder_output",
+        &encoder_output,
+        g.get("abstractor.encoder_output"),
+    );
     g.assert_close("abstractor.output", &output, g.get("abstractor.output"));
 }
 
@@ -134,10 +176,17 @@ fn language_model_matches_reference_for_every_case() {
     for case in &g.manifest.cases {
         let ids = g.ids(&format!("{case}.input_ids"));
         let out = g.probe.prefill(&ids, &g.case_images(case)).unwrap();
-        let want_modality: Vec<u8> =
-            g.ids(&format!("{case}.modality_indicators")).into_iter().map(|m| m as u8).collect();
+        let want_modality: Vec<u8> = g
+            .ids(&format!("{case}.modality_indicators"))
+            .into_iter()
+            .map(|m| m as u8)
+            .collect();
         assert_eq!(out.modality_indicators, want_modality, "{case}: modality indicators");
-        g.assert_close(&format!("{case}.inputs_embeds"), &out.inputs_embeds, g.get(&format!("{case}.inputs_embeds")));
+        g.assert_close(
+            &format!("{case}.inputs_embeds"),
+            &out.inputs_embeds,
+            g.get(&format!("{case}.inputs_embeds")),
+        );
         g.assert_close(
             &format!("{case}.hidden_states_layer0_out"),
             &out.layer0_out,
@@ -150,7 +199,11 @@ fn language_model_matches_reference_for_every_case() {
         );
         g.assert_close(&format!("{case}.logits"), &out.logits, g.get(&format!("{case}.logits")));
         let last = out.logits.i((.., out.logits.dim(1).unwrap() - 1, ..)).unwrap();
-        g.assert_close(&format!("{case}.logits_last"), &last, g.get(&format!("{case}.logits_last")));
+        g.assert_close(
+            &format!("{case}.logits_last"),
+            &last,
+            g.get(&format!("{case}.logits_last")),
+        );
     }
 }
 
@@ -159,10 +212,18 @@ fn greedy_generation_with_kv_cache_matches_reference() {
     let g = Golden::open();
     assert!(!g.manifest.generation_cases.is_empty());
     for case in &g.manifest.generation_cases {
-        let want_ids: Vec<u32> = g.ids(&format!("{case}.generated_ids")).into_iter().map(|i| i as u32).collect();
+        let want_ids: Vec<u32> = g
+            .ids(&format!("{case}.generated_ids"))
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
         let ids = g.ids(&format!("{case}.input_ids"));
         let (tokens, logits) = g.probe.generate(&ids, &g.case_images(case), want_ids.len()).unwrap();
         assert_eq!(tokens, want_ids, "{case}: greedy tokens");
-        g.assert_close(&format!("{case}.generated_step_logits"), &logits, g.get(&format!("{case}.generated_step_logits")));
+        g.assert_close(
+            &format!("{case}.generated_step_logits"),
+            &logits,
+            g.get(&format!("{case}.generated_step_logits")),
+        );
     }
 }

@@ -56,7 +56,12 @@ fn patch_pos_embed(grid: usize, dim: usize, device: &Device) -> Result<Tensor> {
 }
 
 /// Loads a buffer when the checkpoint has it, and computes it otherwise.
-fn buffer_or(vb: &VarBuilder, name: &str, shape: (usize, usize), compute: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+fn buffer_or(
+    vb: &VarBuilder,
+    name: &str,
+    shape: (usize, usize),
+    compute: impl FnOnce() -> Result<Tensor>,
+) -> Result<Tensor> {
     if vb.contains_tensor(name) {
         vb.get(shape, name)
     } else {
@@ -92,8 +97,9 @@ impl CrossAttentionLayer {
         let device = vb.device().clone();
         let q_pos_embed = buffer_or(&attn, "q_pos_embed", (nq, h), || query_pos_embed(nq, h, &device))?;
         let num_patches = cfg.grid_size * cfg.grid_size + 1;
-        let k_pos_embed =
-            buffer_or(&attn, "k_pos_embed", (num_patches, h), || patch_pos_embed(cfg.grid_size, h, &device))?;
+        let k_pos_embed = buffer_or(&attn, "k_pos_embed", (num_patches, h), || {
+            patch_pos_embed(cfg.grid_size, h, &device)
+        })?;
         let out = vb.pp("output");
         let mlp = out.pp("mlp");
         Ok(Self {
@@ -170,9 +176,15 @@ impl Abstractor {
         }
         let projected = self.visual_fc.forward(&queries)?;
         let llm_hidden = projected.dim(2)?;
-        let eos = self.vit_eos.to_dtype(projected.dtype())?.broadcast_as((b, 1, llm_hidden))?;
+        let eos = self
+            .vit_eos
+            .to_dtype(projected.dtype())?
+            .broadcast_as((b, 1, llm_hidden))?;
         let tokens = Tensor::cat(&[&projected, &eos.contiguous()?], 1)?;
-        Ok(AbstractorOutput { encoder_output: queries, tokens })
+        Ok(AbstractorOutput {
+            encoder_output: queries,
+            tokens,
+        })
     }
 }
 

@@ -137,8 +137,10 @@ impl Config {
         let v = &self.visual_config.visual_model;
         let a = &self.visual_config.visual_abstractor;
         let divides = |what: &str, hidden: usize, heads: usize| {
-            if heads == 0 || hidden % heads != 0 {
-                Err(format!("{what}: hidden size {hidden} is not a multiple of {heads} heads"))
+            if heads == 0 || !hidden.is_multiple_of(heads) {
+                Err(format!(
+                    "{what}: hidden size {hidden} is not a multiple of {heads} heads"
+                ))
             } else {
                 Ok(())
             }
@@ -146,7 +148,7 @@ impl Config {
         divides("language model", self.hidden_size, self.num_attention_heads)?;
         divides("vision tower", v.hidden_size, v.num_attention_heads)?;
         divides("abstractor", a.hidden_size, a.num_attention_heads)?;
-        if self.num_attention_heads % self.num_kv_heads().max(1) != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_kv_heads().max(1)) {
             return Err(format!(
                 "{} attention heads are not a multiple of {} key/value heads",
                 self.num_attention_heads,
@@ -159,8 +161,11 @@ impl Config {
         if v.hidden_act != "quick_gelu" {
             return Err(format!("vision hidden_act {:?} is not quick_gelu", v.hidden_act));
         }
-        if v.patch_size == 0 || v.image_size % v.patch_size != 0 {
-            return Err(format!("image size {} is not a multiple of patch size {}", v.image_size, v.patch_size));
+        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
+            return Err(format!(
+                "image size {} is not a multiple of patch size {}",
+                v.image_size, v.patch_size
+            ));
         }
         if v.image_size / v.patch_size != a.grid_size {
             return Err(format!(
@@ -177,8 +182,11 @@ impl Config {
                 a.hidden_size, a.encoder_hidden_size, v.hidden_size
             ));
         }
-        if a.hidden_size % 4 != 0 {
-            return Err(format!("abstractor hidden size {} is not a multiple of 4 (sin-cos grid)", a.hidden_size));
+        if !a.hidden_size.is_multiple_of(4) {
+            return Err(format!(
+                "abstractor hidden size {} is not a multiple of 4 (sin-cos grid)",
+                a.hidden_size
+            ));
         }
         Ok(())
     }

@@ -54,6 +54,9 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for Result<T, candle_core::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T, ModelError> {
-        self.map_err(|source| ModelError::Tensor { context: context(), source })
+        self.map_err(|source| ModelError::Tensor {
+            context: context(),
+            source,
+        })
     }
 }

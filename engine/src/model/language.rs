@@ -60,7 +60,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, eps: eps as f32 })
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps: eps as f32,
+        })
     }
 }
 
@@ -115,7 +118,12 @@ struct DecoderLayer {
 
 impl DecoderLayer {
     fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
-        let (h, i, eps, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.rms_norm_eps, cfg.attention_bias);
+        let (h, i, eps, bias) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.rms_norm_eps,
+            cfg.attention_bias,
+        );
         let kv_dim = cfg.num_kv_heads() * (h / cfg.num_attention_heads);
         let attn = vb.pp("self_attn");
         let norm = |name: &str| multiway(&vb.pp(name), |vb| RmsNorm::load(h, eps, vb));
@@ -137,8 +145,14 @@ impl DecoderLayer {
     fn forward(&self, x: &Tensor, step: &Step, cache: &mut KvCache, index: usize) -> Result<Tensor> {
         let normed = per_run(x, &step.runs, |m, x| self.input_layernorm[m].forward(x))?;
         let q = split_heads(&self.q_proj.forward(&normed)?, self.num_heads)?;
-        let k = split_heads(&per_run(&normed, &step.runs, |m, x| self.k_proj[m].forward(x))?, self.num_kv_heads)?;
-        let v = split_heads(&per_run(&normed, &step.runs, |m, x| self.v_proj[m].forward(x))?, self.num_kv_heads)?;
+        let k = split_heads(
+            &per_run(&normed, &step.runs, |m, x| self.k_proj[m].forward(x))?,
+            self.num_kv_heads,
+        )?;
+        let v = split_heads(
+            &per_run(&normed, &step.runs, |m, x| self.v_proj[m].forward(x))?,
+            self.num_kv_heads,
+        )?;
         let q = candle_nn::rotary_emb::rope(&q, &step.cos, &step.sin)?;
         let k = candle_nn::rotary_emb::rope(&k, &step.cos, &step.sin)?;
         let (k, v) = cache.append(index, k, v)?;
@@ -158,7 +172,9 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?.broadcast_as((b, h, groups, t, d))?.reshape((b, h * groups, t, d))
+    x.unsqueeze(2)?
+        .broadcast_as((b, h, groups, t, d))?
+        .reshape((b, h * groups, t, d))
 }
 
 /// What one forward call shares across layers: modality runs, RoPE tables and the causal mask.
@@ -235,13 +251,19 @@ impl LanguageModel {
         }
         let offset = cache.len();
         if offset + new > self.cos.dim(0)? {
-            candle_core::bail!("{} positions exceed max_position_embeddings {}", offset + new, self.cos.dim(0)?);
+            candle_core::bail!(
+                "{} positions exceed max_position_embeddings {}",
+                offset + new,
+                self.cos.dim(0)?
+            );
         }
         let step = Step {
             runs: runs(modalities),
             cos: self.cos.narrow(0, offset, new)?,
             sin: self.sin.narrow(0, offset, new)?,
-            mask: (new > 1).then(|| causal_mask(new, offset, embeds.device())).transpose()?,
+            mask: (new > 1)
+                .then(|| causal_mask(new, offset, embeds.device()))
+                .transpose()?,
         };
         let mut x = embeds.clone();
         let mut layer_outputs = Vec::new();
@@ -251,7 +273,10 @@ impl LanguageModel {
                 layer_outputs.push(x.clone());
             }
         }
-        Ok(LlmOutput { layer_outputs, hidden: self.norm.forward(&x)? })
+        Ok(LlmOutput {
+            layer_outputs,
+            hidden: self.norm.forward(&x)?,
+        })
     }
 
     /// `lm_head` over hidden states, in f32.
@@ -270,8 +295,9 @@ impl LanguageModel {
 /// `cos`/`sin` of `position · θ^(−2i/d)`, `[max_positions, head_dim / 2]`, computed in f32 as
 /// transformers' `LlamaRotaryEmbedding` does (non-interleaved halves, `rotate_half`).
 fn rope_tables(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Result<(Tensor, Tensor)> {
-    let inv_freq: Vec<f32> =
-        (0..head_dim / 2).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+    let inv_freq: Vec<f32> = (0..head_dim / 2)
+        .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect();
     let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
     let positions = Tensor::arange(0u32, max_positions as u32, device)?
         .to_dtype(DType::F32)?

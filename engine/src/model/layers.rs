@@ -49,7 +49,11 @@ pub(crate) struct LayerNorm {
 
 impl LayerNorm {
     pub(crate) fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, bias: vb.get(size, "bias")?, eps })
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps,
+        })
     }
 }
 
@@ -81,7 +85,9 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor
 /// `[batch, seq, heads·head_dim]` → `[batch, heads, seq, head_dim]`.
 pub(crate) fn split_heads(x: &Tensor, num_heads: usize) -> Result<Tensor> {
     let (b, t, h) = x.dims3()?;
-    x.reshape((b, t, num_heads, h / num_heads))?.transpose(1, 2)?.contiguous()
+    x.reshape((b, t, num_heads, h / num_heads))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 /// `[batch, heads, seq, head_dim]` → `[batch, seq, heads·head_dim]`.

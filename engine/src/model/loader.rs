@@ -56,7 +56,10 @@ impl Files for LocalDir {
         if path.is_file() {
             Ok(path)
         } else {
-            Err(ModelError::Io { path, source: std::io::ErrorKind::NotFound.into() })
+            Err(ModelError::Io {
+                path,
+                source: std::io::ErrorKind::NotFound.into(),
+            })
         }
     }
     fn describe(&self) -> PathBuf {
@@ -71,7 +74,10 @@ struct Hub {
 }
 
 enum HubMode {
-    Online { repo: ApiRepo, listing: BTreeSet<String> },
+    Online {
+        repo: Box<ApiRepo>,
+        listing: BTreeSet<String>,
+    },
     Offline(hf_hub::CacheRepo),
 }
 
@@ -88,7 +94,10 @@ impl Hub {
         };
         let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
         if offline {
-            return Ok(Self { repo_id: id.to_string(), mode: HubMode::Offline(cache.repo(repo)) });
+            return Ok(Self {
+                repo_id: id.to_string(),
+                mode: HubMode::Offline(cache.repo(repo)),
+            });
         }
         let hub_err = |file: &str, e: &dyn std::fmt::Display| ModelError::Hub {
             repo: id.to_string(),
@@ -106,7 +115,13 @@ impl Hub {
         let repo = api.repo(repo);
         let info = repo.info().map_err(|e| hub_err("(listing)", &e))?;
         let listing = info.siblings.into_iter().map(|s| s.rfilename).collect();
-        Ok(Self { repo_id: id.to_string(), mode: HubMode::Online { repo, listing } })
+        Ok(Self {
+            repo_id: id.to_string(),
+            mode: HubMode::Online {
+                repo: Box::new(repo),
+                listing,
+            },
+        })
     }
 }
 
@@ -124,9 +139,10 @@ impl Files for Hub {
                 file: name.to_string(),
                 reason: e.to_string(),
             }),
-            HubMode::Offline(cache) => cache
-                .get(name)
-                .ok_or_else(|| ModelError::Offline { repo: self.repo_id.clone(), file: name.to_string() }),
+            HubMode::Offline(cache) => cache.get(name).ok_or_else(|| ModelError::Offline {
+                repo: self.repo_id.clone(),
+                file: name.to_string(),
+            }),
         }
     }
     fn describe(&self) -> PathBuf {
@@ -141,7 +157,10 @@ pub(crate) fn locate(source: &str) -> Result<Checkpoint, ModelError> {
     let files: Box<dyn Files> = if path.is_dir() {
         Box::new(LocalDir(path.to_path_buf()))
     } else if path.exists() || source.starts_with('.') || source.starts_with('/') || source.split('/').count() != 2 {
-        return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotADirectory.into() });
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::ErrorKind::NotADirectory.into(),
+        });
     } else {
         Box::new(Hub::open(source)?)
     };
@@ -162,7 +181,12 @@ pub(crate) fn locate(source: &str) -> Result<Checkpoint, ModelError> {
         .find(|name| files.has(name))
         .map(|name| files.get(name))
         .transpose()?;
-    Ok(Checkpoint { source: source.to_string(), config_path, weights, tokenizer })
+    Ok(Checkpoint {
+        source: source.to_string(),
+        config_path,
+        weights,
+        tokenizer,
+    })
 }
 
 /// The shard files named by a `*.index.json`'s `weight_map`, each fetched once.
@@ -172,49 +196,94 @@ fn shards(files: &dyn Files, index_name: &str) -> Result<Vec<PathBuf>, ModelErro
         weight_map: HashMap<String, String>,
     }
     let index_path = files.get(index_name)?;
-    let text = std::fs::read_to_string(&index_path).map_err(|source| ModelError::Io { path: index_path.clone(), source })?;
-    let index: Index = serde_json::from_str(&text)
-        .map_err(|e| ModelError::WeightIndex { path: index_path.clone(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(&index_path).map_err(|source| ModelError::Io {
+        path: index_path.clone(),
+        source,
+    })?;
+    let index: Index = serde_json::from_str(&text).map_err(|e| ModelError::WeightIndex {
+        path: index_path.clone(),
+        reason: e.to_string(),
+    })?;
     let names: BTreeSet<String> = index.weight_map.into_values().collect();
     if names.is_empty() {
-        return Err(ModelError::WeightIndex { path: index_path, reason: "weight_map is empty".into() });
+        return Err(ModelError::WeightIndex {
+            path: index_path,
+            reason: "weight_map is empty".into(),
+        });
     }
     names.iter().map(|name| files.get(name)).collect()
 }
 
 /// Reads and validates `config.json`.
 pub(crate) fn read_config(path: &Path) -> Result<Config, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-    let config: Config = serde_json::from_str(&text)
-        .map_err(|e| ModelError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
-    config.validate().map_err(|reason| ModelError::Config { path: path.to_path_buf(), reason })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config: Config = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    config.validate().map_err(|reason| ModelError::Config {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     Ok(config)
 }
 
 /// A `VarBuilder` over the weights, converting every tensor to `dtype` on `device` as it is read.
-pub(crate) fn open_weights(weights: &Weights, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, ModelError> {
+pub(crate) fn open_weights(
+    weights: &Weights,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>, ModelError> {
     match weights {
         Weights::Safetensors(paths) => {
             for path in paths {
                 // Surface a missing or unreadable file with its name before mapping it.
-                std::fs::metadata(path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+                std::fs::metadata(path).map_err(|source| ModelError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             }
             // SAFETY: the files are mapped read-only and never written by this process. As with
             // every mmap, a checkpoint truncated by another process while mapped is undefined
             // behaviour; checkpoints are immutable files in a cache or a model folder.
             #[allow(unsafe_code)]
             let vb = unsafe { VarBuilder::from_mmaped_safetensors(paths, dtype, device) };
-            vb.map_err(|source| ModelError::Weights { path: paths[0].clone(), source })
+            vb.map_err(|source| ModelError::Weights {
+                path: paths[0].clone(),
+                source,
+            })
         }
         Weights::PyTorch(paths) => {
             let mut tensors = HashMap::new();
             for path in paths {
-                let shard =
-                    candle_core::pickle::read_all(path).map_err(|source| ModelError::Weights { path: path.clone(), source })?;
+                let shard = candle_core::pickle::read_all(path).map_err(|source| ModelError::Weights {
+                    path: path.clone(),
+                    source,
+                })?;
                 tensors.extend(shard);
             }
             Ok(VarBuilder::from_tensors(tensors, dtype, device))
         }
+    }
+}
+
+/// Reads `tokenizer.json`, or converts a SentencePiece `tokenizer.model`.
+pub(crate) fn read_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, ModelError> {
+    let error = |reason: String| ModelError::Tokenizer {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.extension().is_some_and(|e| e == "model") {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        super::sentencepiece::tokenizer_from_model(&bytes).map_err(error)
+    } else {
+        tokenizers::Tokenizer::from_file(path).map_err(|e| error(e.to_string()))
     }
 }
 
@@ -255,6 +324,9 @@ mod tests {
             mode: HubMode::Offline(Cache::new(dir.path().to_path_buf()).model("q-future/co-instruct".into())),
         };
         let err = hub.get("config.json").unwrap_err().to_string();
-        assert!(err.contains("HF_HUB_OFFLINE") && err.contains("local checkpoint folder"), "{err}");
+        assert!(
+            err.contains("HF_HUB_OFFLINE") && err.contains("local checkpoint folder"),
+            "{err}"
+        );
     }
 }

@@ -17,6 +17,8 @@
 //! - [`Config`] mirrors the checkpoint's `config.json`; [`ModelError`] is the one error type.
 
 mod abstractor;
+mod cache;
+mod comparator;
 mod config;
 mod error;
 mod language;
@@ -27,7 +29,9 @@ mod network;
 pub mod parity;
 mod preprocess;
 mod prompt;
+mod sentencepiece;
 mod vision;
 
+pub use comparator::{CoInstruct, DeviceKind, LoadOptions, Precision};
 pub use config::{AbstractorConfig, Config, VisionConfig, VisualConfig};
 pub use error::ModelError;

@@ -34,11 +34,21 @@ impl Network {
         };
         let vision = VisionTower::load(&config.visual_config.visual_model, vb.pp("model.vision_model"))
             .ctx(part("vision tower"))?;
-        let abstractor =
-            Abstractor::load(&config.visual_config.visual_abstractor, config.hidden_size, vb.pp("model.visual_abstractor"))
-                .ctx(part("visual abstractor"))?;
+        let abstractor = Abstractor::load(
+            &config.visual_config.visual_abstractor,
+            config.hidden_size,
+            vb.pp("model.visual_abstractor"),
+        )
+        .ctx(part("visual abstractor"))?;
         let language = LanguageModel::load(&config, vb).ctx(part("language model"))?;
-        Ok(Self { config, vision, abstractor, language, device: device.clone(), dtype })
+        Ok(Self {
+            config,
+            vision,
+            abstractor,
+            language,
+            device: device.clone(),
+            dtype,
+        })
     }
 
     /// Side of the square the vision tower sees (448).
@@ -87,7 +97,10 @@ impl Network {
     pub(crate) fn splice(&self, pieces: &[Piece], images: &[Tensor]) -> Result<(Tensor, Vec<Modality>), ModelError> {
         let wanted = pieces.iter().filter(|p| matches!(p, Piece::Image)).count();
         if wanted != images.len() {
-            return Err(ModelError::Prompt(format!("{wanted} image placeholders for {} images", images.len())));
+            return Err(ModelError::Prompt(format!(
+                "{wanted} image placeholders for {} images",
+                images.len()
+            )));
         }
         let mut images = images.iter();
         let mut parts = Vec::with_capacity(pieces.len());
@@ -96,7 +109,9 @@ impl Network {
             let part = match piece {
                 Piece::Text(ids) => {
                     modalities.extend(std::iter::repeat_n(0, ids.len()));
-                    self.language.embed(ids).ctx(|| format!("embedding {} token ids", ids.len()))?
+                    self.language
+                        .embed(ids)
+                        .ctx(|| format!("embedding {} token ids", ids.len()))?
                 }
                 Piece::Image => {
                     let tokens = images.next().expect("counted above");

@@ -34,7 +34,9 @@ impl Probe {
     /// Loads `source` (folder or hub id) in f32 on the CPU.
     pub fn load(source: &str) -> Result<Self, ModelError> {
         let checkpoint = loader::locate(source)?;
-        Ok(Self { net: Network::load(&checkpoint, DType::F32, &Device::Cpu)? })
+        Ok(Self {
+            net: Network::load(&checkpoint, DType::F32, &Device::Cpu)?,
+        })
     }
 
     /// Decoded RGB8 → the preprocessed square RGB8 the model sees.
@@ -76,8 +78,18 @@ impl Probe {
             .forward(&inputs_embeds, &modality_indicators, &mut KvCache::default(), true)
             .ctx(|| "language model forward".into())?;
         let logits = self.net.language.logits(&out.hidden).ctx(|| "lm_head".into())?;
-        let layer0_out = out.layer_outputs.first().cloned().ok_or_else(|| ModelError::Prompt("no layers".into()))?;
-        Ok(Prefill { inputs_embeds, modality_indicators, layer0_out, final_hidden: out.hidden, logits })
+        let layer0_out = out
+            .layer_outputs
+            .first()
+            .cloned()
+            .ok_or_else(|| ModelError::Prompt("no layers".into()))?;
+        Ok(Prefill {
+            inputs_embeds,
+            modality_indicators,
+            layer0_out,
+            final_hidden: out.hidden,
+            logits,
+        })
     }
 
     /// Greedy decoding of `steps` tokens with the KV cache: the tokens and the logits that
@@ -86,15 +98,24 @@ impl Probe {
         let (embeds, modalities) = self.net.splice(&pieces_from_ids(ids)?, &Self::image_rows(images)?)?;
         let lm = &self.net.language;
         let mut cache = KvCache::default();
-        let mut hidden = lm.forward(&embeds, &modalities, &mut cache, false).ctx(|| "prefill".into())?.hidden;
+        let mut hidden = lm
+            .forward(&embeds, &modalities, &mut cache, false)
+            .ctx(|| "prefill".into())?
+            .hidden;
         let (mut tokens, mut all_logits) = (Vec::new(), Vec::new());
         for step in 0..steps {
             let logits = lm.last_logits(&hidden).ctx(|| format!("logits of step {step}"))?;
-            let next = logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).ctx(|| "argmax".into())?;
+            let next = logits
+                .argmax(0)
+                .and_then(|t| t.to_scalar::<u32>())
+                .ctx(|| "argmax".into())?;
             all_logits.push(logits);
             tokens.push(next);
             let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
-            hidden = lm.forward(&embeds, &[0], &mut cache, false).ctx(|| format!("decode step {step}"))?.hidden;
+            hidden = lm
+                .forward(&embeds, &[0], &mut cache, false)
+                .ctx(|| format!("decode step {step}"))?
+                .hidden;
         }
         let stacked = Tensor::stack(&all_logits, 0).ctx(|| "stacking logits".into())?;
         Ok((tokens, stacked))

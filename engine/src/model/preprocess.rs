@@ -16,7 +16,7 @@ use rayon::prelude::*;
 pub(crate) const BACKGROUND: [u8; 3] = [122, 116, 104];
 /// CLIP's normalisation constants.
 pub(crate) const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub(crate) const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub(crate) const STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// Fractional bits of Pillow's fixed-point weights (`PRECISION_BITS` = 32 − 8 − 2).
 const PRECISION_BITS: u32 = 22;
@@ -54,7 +54,9 @@ fn taps(in_size: usize, out_size: usize) -> Vec<Taps> {
             let end = ((centre + support + 0.5) as i64).min(in_size as i64) as usize;
             // Pillow multiplies by the reciprocal (`ss`); dividing could round differently.
             let inv_scale = 1.0 / filter_scale;
-            let raw: Vec<f64> = (first..end).map(|x| bicubic((x as f64 - centre + 0.5) * inv_scale)).collect();
+            let raw: Vec<f64> = (first..end)
+                .map(|x| bicubic((x as f64 - centre + 0.5) * inv_scale))
+                .collect();
             let total: f64 = raw.iter().sum();
             let one = f64::from(1u32 << PRECISION_BITS);
             let weights = raw
@@ -113,35 +115,40 @@ pub(crate) fn square_resize(img: &RgbImage, size: usize) -> RgbImage {
     let first_row = vertical.first().map_or(0, |t| t.first);
     let last_row = vertical.last().map_or(0, |t| t.first + t.weights.len());
     let mut middle = vec![0u8; (last_row - first_row) * size * 3];
-    middle.par_chunks_mut(size * 3).enumerate().for_each_init(Vec::new, |row, (i, out)| {
-        padded_row(first_row + i, row);
-        for (x, t) in horizontal.iter().enumerate() {
-            let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-            for (k, &wt) in t.weights.iter().enumerate() {
-                let px = &row[(t.first + k) * 3..(t.first + k) * 3 + 3];
+    middle
+        .par_chunks_mut(size * 3)
+        .enumerate()
+        .for_each_init(Vec::new, |row, (i, out)| {
+            padded_row(first_row + i, row);
+            for (x, t) in horizontal.iter().enumerate() {
+                let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+                for (k, &wt) in t.weights.iter().enumerate() {
+                    let px = &row[(t.first + k) * 3..(t.first + k) * 3 + 3];
+                    for c in 0..3 {
+                        acc[c] += i32::from(px[c]) * wt;
+                    }
+                }
                 for c in 0..3 {
-                    acc[c] += i32::from(px[c]) * wt;
+                    out[x * 3 + c] = clip8(acc[c]);
                 }
             }
-            for c in 0..3 {
-                out[x * 3 + c] = clip8(acc[c]);
-            }
-        }
-    });
+        });
     let stride = size * 3;
     let mut out = vec![0u8; size * stride];
-    out.par_chunks_mut(stride).zip(vertical.par_iter()).for_each(|(line, t)| {
-        let mut acc = vec![1i32 << (PRECISION_BITS - 1); stride];
-        for (k, &wt) in t.weights.iter().enumerate() {
-            let src_row = &middle[(t.first + k - first_row) * stride..][..stride];
-            for (a, &p) in acc.iter_mut().zip(src_row) {
-                *a += i32::from(p) * wt;
+    out.par_chunks_mut(stride)
+        .zip(vertical.par_iter())
+        .for_each(|(line, t)| {
+            let mut acc = vec![1i32 << (PRECISION_BITS - 1); stride];
+            for (k, &wt) in t.weights.iter().enumerate() {
+                let src_row = &middle[(t.first + k - first_row) * stride..][..stride];
+                for (a, &p) in acc.iter_mut().zip(src_row) {
+                    *a += i32::from(p) * wt;
+                }
             }
-        }
-        for (o, a) in line.iter_mut().zip(acc) {
-            *o = clip8(a);
-        }
-    });
+            for (o, a) in line.iter_mut().zip(acc) {
+                *o = clip8(a);
+            }
+        });
     RgbImage::from_raw(size as u32, size as u32, out).expect("size matches the buffer")
 }
 
@@ -166,7 +173,10 @@ mod tests {
         for (n_in, n_out) in [(37, 448), (512, 448), (4000, 448)] {
             for t in taps(n_in, n_out) {
                 let sum: i32 = t.weights.iter().sum();
-                assert!((sum - (1 << PRECISION_BITS)).abs() <= t.weights.len() as i32, "{n_in}->{n_out}");
+                assert!(
+                    (sum - (1 << PRECISION_BITS)).abs() <= t.weights.len() as i32,
+                    "{n_in}->{n_out}"
+                );
                 assert!(t.first + t.weights.len() <= n_in);
             }
         }

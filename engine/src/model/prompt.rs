@@ -59,16 +59,32 @@ pub(crate) fn chat_turn(user: &str) -> String {
 /// "The first image: <|image|>\nThe second image: <|image|>…" for `n` images, with no newline
 /// after the last (the question follows directly, as on the model card).
 pub(crate) fn image_intro(n: usize) -> String {
-    ORDINALS[..n].iter().map(|o| format!("The {o} image: {IMAGE_PLACEHOLDER}")).collect::<Vec<_>>().join("\n")
+    ORDINALS[..n]
+        .iter()
+        .map(|o| format!("The {o} image: {IMAGE_PLACEHOLDER}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The question for a criterion over `n` images, without options.
 fn criterion_question(criterion: &Criterion, n: usize) -> String {
-    let most = |adj: &str| if n == 2 { format!("Which image has better {adj}?") } else { format!("Which image has the best {adj}?") };
+    let most = |adj: &str| {
+        if n == 2 {
+            format!("Which image has better {adj}?")
+        } else {
+            format!("Which image has the best {adj}?")
+        }
+    };
     match criterion {
         Criterion::Overall => most("overall quality"),
         Criterion::Sharpness => most("sharpness and detail"),
-        Criterion::Noise => if n == 2 { "Which image has less noise?".into() } else { "Which image has the least noise?".into() },
+        Criterion::Noise => {
+            if n == 2 {
+                "Which image has less noise?".into()
+            } else {
+                "Which image has the least noise?".into()
+            }
+        }
         Criterion::Exposure => most("exposure"),
         Criterion::Colour => most("colour rendition"),
         Criterion::Custom(q) => q.trim().to_string(),
@@ -104,7 +120,13 @@ pub(crate) struct PromptTokenizer {
 
 impl PromptTokenizer {
     pub(crate) fn new(tokenizer: Tokenizer, path: &Path, bos: u32, eos: u32) -> Result<Self, ModelError> {
-        let mut this = Self { tokenizer, path: path.to_path_buf(), bos, eos, letters: [0; 4] };
+        let mut this = Self {
+            tokenizer,
+            path: path.to_path_buf(),
+            bos,
+            eos,
+            letters: [0; 4],
+        };
         for (slot, letter) in LETTERS.iter().enumerate() {
             this.letters[slot] = match this.encode(letter, false)?.as_slice() {
                 [id] => *id,
@@ -115,18 +137,26 @@ impl PromptTokenizer {
     }
 
     fn error(&self, reason: String) -> ModelError {
-        ModelError::Tokenizer { path: self.path.clone(), reason }
+        ModelError::Tokenizer {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, ModelError> {
-        let enc = self.tokenizer.encode(text, special).map_err(|e| self.error(format!("encoding {text:?}: {e}")))?;
+        let enc = self
+            .tokenizer
+            .encode(text, special)
+            .map_err(|e| self.error(format!("encoding {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// A full prompt with images, as `tokenizer_image_token` tokenises it.
     pub(crate) fn prompt(&self, text: &str) -> Result<Vec<Piece>, ModelError> {
-        let chunks =
-            text.split(IMAGE_PLACEHOLDER).map(|c| self.encode(c, true)).collect::<Result<Vec<_>, _>>()?;
+        let chunks = text
+            .split(IMAGE_PLACEHOLDER)
+            .map(|c| self.encode(c, true))
+            .collect::<Result<Vec<_>, _>>()?;
         // Like the reference: strip a leading BOS from every chunk only if the first chunk has one.
         let strip = usize::from(chunks.first().and_then(|c| c.first()) == Some(&self.bos));
         let mut pieces = Vec::new();
@@ -152,7 +182,9 @@ impl PromptTokenizer {
 
     /// Text of generated ids, special tokens dropped.
     pub(crate) fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
-        self.tokenizer.decode(ids, true).map_err(|e| self.error(format!("decoding: {e}")))
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| self.error(format!("decoding: {e}")))
     }
 }
 
@@ -165,14 +197,24 @@ mod tests {
         let pieces = pieces_from_ids(&[1, 5, -200, 6, 7, -200, -200]).unwrap();
         assert_eq!(
             pieces,
-            vec![Piece::Text(vec![1, 5]), Piece::Image, Piece::Text(vec![6, 7]), Piece::Image, Piece::Image]
+            vec![
+                Piece::Text(vec![1, 5]),
+                Piece::Image,
+                Piece::Text(vec![6, 7]),
+                Piece::Image,
+                Piece::Image
+            ]
         );
         assert!(pieces_from_ids(&[1, -3]).is_err());
     }
 
     #[test]
     fn group_prompt_reads_like_the_model_card() {
-        let text = chat_turn(&format!("{}{}", image_intro(2), choice_question(&Criterion::Overall, &[0, 1], false)));
+        let text = chat_turn(&format!(
+            "{}{}",
+            image_intro(2),
+            choice_question(&Criterion::Overall, &[0, 1], false)
+        ));
         assert_eq!(
             text,
             "USER: The first image: <|image|>\nThe second image: <|image|>Which image has better overall quality?\n\

@@ -119,7 +119,9 @@ impl EncoderLayer {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?)?)?;
-        let mlp = self.fc2.forward(&quick_gelu(&self.fc1.forward(&self.post_attention_layernorm.forward(&x)?)?)?)?;
+        let mlp = self.fc2.forward(&quick_gelu(
+            &self.fc1.forward(&self.post_attention_layernorm.forward(&x)?)?,
+        )?)?;
         x + mlp
     }
 }
