@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use engine::image::Limits;
 use engine::job::JobOptions;
-use engine::rank::{fit as fit_model, parse_comparisons, FitOptions, Ranking};
+use engine::rank::{fit as fit_model, parse_comparisons, FitOptions, Prior, Ranking};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{FitArgs, RankArgs, UsageError};
@@ -58,18 +58,22 @@ pub fn rank(args: RankArgs) -> Result<u8> {
 pub fn fit(args: FitArgs) -> Result<u8> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let set = parse_comparisons(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+    if args.prior_precision.is_some_and(|p| !(p >= 0.0 && p.is_finite())) {
+        return Err(UsageError("--prior-precision must be a number >= 0".into()).into());
+    }
+    // A reference file's alpha is choix's own regularisation: honour it as choix does, unless the
+    // user asks for our Gaussian prior.
+    let prior = match (args.prior_precision, set.alpha) {
+        (Some(precision), _) => Prior::Gaussian { precision },
+        (None, Some(alpha)) => Prior::ChoixAlpha { alpha },
+        (None, None) => FitOptions::default().prior,
+    };
     let options = FitOptions {
-        prior_precision: args
-            .prior_precision
-            .or(set.alpha)
-            .unwrap_or(FitOptions::default().prior_precision),
+        prior,
         fit_slot_bias: args.slot_bias && set.has_slots,
         tolerance: args.tolerance,
         ..FitOptions::default()
     };
-    if options.prior_precision < 0.0 {
-        return Err(UsageError("--prior-precision must be at least 0".into()).into());
-    }
     let fitted = fit_model(&set.observations, &options);
     if !fitted.converged {
         eprintln!(

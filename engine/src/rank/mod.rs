@@ -9,7 +9,7 @@ mod ranking;
 mod records;
 
 pub use curvature::EXACT_MAX_ITEMS;
-pub use fit::{fit, log_likelihood_of, Fit, FitOptions, SlotBias};
+pub use fit::{fit, log_likelihood_of, Fit, FitOptions, Prior, SlotBias};
 pub use graph::main_component;
 pub use observations::{ObservationError, Observations, SlotKey};
 pub use ranking::{RankedItem, Ranking};
