@@ -70,7 +70,8 @@ pub(crate) struct BrisqueFit {
 /// which converges to the same unique root; outside φ's range we return the bracket's end.
 fn solve_alpha(r: f64) -> f64 {
     let (mut lo, mut hi) = (0.01_f64.ln(), 1000.0_f64.ln());
-    for _ in 0..64 {
+    // 52 halvings of a bracket 11.5 wide leave an error below 1e-14 in α.
+    for _ in 0..52 {
         let mid = 0.5 * (lo + hi);
         if phi(mid.exp()) < r {
             lo = mid;
@@ -88,7 +89,12 @@ pub(crate) fn fit_brisque(m: &Moments) -> BrisqueFit {
     let mean = (sigma_right - sigma_left)
         * gamma_ratio(1.0 / alpha, 3.0 / alpha).sqrt()
         * gamma_ratio(2.0 / alpha, 1.0 / alpha);
-    BrisqueFit { alpha, mean, sigma_left, sigma_right }
+    BrisqueFit {
+        alpha,
+        mean,
+        sigma_left,
+        sigma_right,
+    }
 }
 
 /// AGGD parameters as scikit-video's `aggd_features` reports them (scales, not variances).
@@ -130,7 +136,12 @@ pub(crate) fn fit_niqe(m: &Moments) -> NiqeFit {
     let ratio = gamma_ratio(1.0 / alpha, 3.0 / alpha).sqrt();
     let (beta_left, beta_right) = (ratio * rms_left, ratio * rms_right);
     let mean = (beta_right - beta_left) * gamma_ratio(2.0 / alpha, 1.0 / alpha);
-    NiqeFit { alpha, mean, beta_left, beta_right }
+    NiqeFit {
+        alpha,
+        mean,
+        beta_left,
+        beta_right,
+    }
 }
 
 #[cfg(test)]
@@ -140,7 +151,12 @@ mod tests {
     /// Roots printed by `scipy.optimize.root(lambda a: phi(a) - r, [0.2])`.
     #[test]
     fn alpha_matches_scipy_roots() {
-        for (r, alpha) in [(0.3, 0.5), (0.5, 1.0), (0.6, 1.593_943_311_180_315), (0.74, 9.691_970_797_966_82)] {
+        for (r, alpha) in [
+            (0.3, 0.5),
+            (0.5, 1.0),
+            (0.6, 1.593_943_311_180_315),
+            (0.74, 9.691_970_797_966_82),
+        ] {
             assert!((solve_alpha(r) - alpha).abs() < 1e-9 * alpha, "r = {r}");
         }
     }

@@ -3,7 +3,7 @@
 //! our rankings must agree with the scores people get from it.
 //!
 //! 1. Grey = 0.2125 R + 0.7154 G + 0.0721 B on [0, 1] (`skimage.color.rgb2gray`).
-//! 2. MSCN coefficients with C = 1/255 ([`super::mscn`]).
+//! 2. MSCN coefficients with C = 1/255 ([`super::mscn`]), rounded as scipy rounds them.
 //! 3. AGGD fits of the MSCN map and of its products with the right, lower, lower-right and
 //!    (lower-left, upper-right) neighbours: 2 + 4 × 4 = 18 features.
 //! 4. The same on a half-size grey image (OpenCV bicubic, [`super::resize`]): 36 features.
@@ -14,7 +14,7 @@
 use image::RgbImage;
 
 use super::aggd::{fit_brisque, Moments};
-use super::mscn::mscn;
+use super::mscn::mscn_brisque;
 use super::plane::Plane;
 use super::resize::opencv_cubic_half;
 use super::svm::{Svr, NUM_FEATURES};
@@ -22,13 +22,25 @@ use super::ClassicalError;
 
 /// `skimage.color.rgb2gray` weights (ITU-R BT.709 luma).
 const GREY_WEIGHTS: [f64; 3] = [0.2125, 0.7154, 0.0721];
+
+/// Grey on [0, 1] with `rgb2gray`'s rounding: skimage scales by `* (1/255)`, and numpy's
+/// matrix-vector product (OpenBLAS on x86-64 with FMA, i.e. any current CPU) evaluates
+/// `fma(b, wb, fma(r, wr, g * wg))`. Like the MSCN filter, this decides signs in flat areas.
+fn grey(rgb: &RgbImage) -> Plane {
+    const SCALE: f64 = 1.0 / 255.0;
+    let [wr, wg, wb] = GREY_WEIGHTS;
+    Plane::from_rgb(rgb, |[r, g, b]| {
+        let (r, g, b) = (r * SCALE, g * SCALE, b * SCALE);
+        b.mul_add(wb, r.mul_add(wr, g * wg))
+    })
+}
 /// Each side must be at least this long so that the half-size scale still has pairs of pixels.
 pub(crate) const MIN_SIDE: usize = 4;
 
 /// The 18 features of one scale, in the package's order: MSCN (α, σ²), then for the horizontal,
 /// vertical, main-diagonal and secondary-diagonal products (α, mean, σ_l², σ_r²).
 fn scale_features(grey: &Plane) -> [f64; 18] {
-    let m = mscn(grey, 1.0 / 255.0);
+    let m = mscn_brisque(grey);
     let (w, h) = (m.width, m.height);
     let mut moments = [Moments::default(); 5];
     for y in 0..h {
@@ -55,15 +67,19 @@ fn scale_features(grey: &Plane) -> [f64; 18] {
     out[1] = (fit.sigma_left.powi(2) + fit.sigma_right.powi(2)) / 2.0;
     for (k, m) in moments[1..].iter().enumerate() {
         let fit = fit_brisque(m);
-        out[2 + 4 * k..6 + 4 * k]
-            .copy_from_slice(&[fit.alpha, fit.mean, fit.sigma_left.powi(2), fit.sigma_right.powi(2)]);
+        out[2 + 4 * k..6 + 4 * k].copy_from_slice(&[
+            fit.alpha,
+            fit.mean,
+            fit.sigma_left.powi(2),
+            fit.sigma_right.powi(2),
+        ]);
     }
     out
 }
 
 /// The 36 BRISQUE features of an image: 18 at full size, then 18 at half size.
 pub(crate) fn brisque_features(rgb: &RgbImage) -> [f64; NUM_FEATURES] {
-    let grey = Plane::luma(rgb, GREY_WEIGHTS, 255.0);
+    let grey = grey(rgb);
     let full = scale_features(&grey);
     let half = scale_features(&opencv_cubic_half(&grey));
     std::array::from_fn(|i| if i < 18 { full[i] } else { half[i - 18] })
@@ -79,7 +95,11 @@ pub fn brisque_score(rgb: &RgbImage) -> f64 {
 pub(crate) fn try_brisque_score(rgb: &RgbImage) -> Result<f64, ClassicalError> {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w < MIN_SIDE || h < MIN_SIDE {
-        return Err(ClassicalError::TooSmall { width: w, height: h, min_side: MIN_SIDE });
+        return Err(ClassicalError::TooSmall {
+            width: w,
+            height: h,
+            min_side: MIN_SIDE,
+        });
     }
     let score = Svr::live().predict(&brisque_features(rgb));
     if score.is_finite() {

@@ -13,9 +13,14 @@ pub(crate) fn plackett_luce_stages(scores: &[f64], temperature: f64) -> GroupOut
     let mut remaining: Vec<u8> = (0..scores.len() as u8).collect();
     let mut stages = Vec::with_capacity(scores.len().saturating_sub(1));
     while remaining.len() >= 2 {
-        let top = remaining.iter().map(|&s| scores[s as usize]).fold(f64::NEG_INFINITY, f64::max);
-        let weights: Vec<f64> =
-            remaining.iter().map(|&s| ((scores[s as usize] - top) / temperature).exp()).collect();
+        let top = remaining
+            .iter()
+            .map(|&s| scores[s as usize])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = remaining
+            .iter()
+            .map(|&s| ((scores[s as usize] - top) / temperature).exp())
+            .collect();
         let total: f64 = weights.iter().sum();
         let probs = weights.iter().map(|w| w / total).collect();
         // `position` finds the first slot with the top score, so ties go to the lowest slot.
@@ -23,7 +28,10 @@ pub(crate) fn plackett_luce_stages(scores: &[f64], temperature: f64) -> GroupOut
             .iter()
             .position(|&s| scores[s as usize] == top)
             .expect("the maximum is one of the remaining scores");
-        stages.push(Stage { slots: remaining.clone(), probs });
+        stages.push(Stage {
+            slots: remaining.clone(),
+            probs,
+        });
         remaining.remove(winner);
     }
     GroupOutcome { stages }

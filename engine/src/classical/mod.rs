@@ -31,14 +31,21 @@ use crate::image::Image;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClassicalError {
     #[error("image is {width}x{height}, but this metric needs at least {min_side} pixels on each side")]
-    TooSmall { width: usize, height: usize, min_side: usize },
+    TooSmall {
+        width: usize,
+        height: usize,
+        min_side: usize,
+    },
     #[error("the metric is undefined for this image (its statistics are degenerate)")]
     Undefined,
 }
 
 /// Negate a raw "lower is better" metric, or name the image it failed on.
 fn quality(image: &Image, raw: Result<f64, ClassicalError>) -> Result<f64, CompareError> {
-    raw.map(|v| -v).map_err(|e| CompareError::Image { image: image.name.clone(), reason: e.to_string() })
+    raw.map(|v| -v).map_err(|e| CompareError::Image {
+        image: image.name.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// Score every image of a group and answer with stage-wise choice probabilities.

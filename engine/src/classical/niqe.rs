@@ -53,7 +53,10 @@ fn pristine() -> &'static Pristine {
         let file: PristineFile = serde_json::from_str(include_str!("../../data/niqe_pristine.json"))
             .expect("embedded NIQE model is valid JSON");
         assert!(file.pop_mu.len() == NUM_FEATURES && file.pop_cov.len() == NUM_FEATURES);
-        Pristine { mu: file.pop_mu, cov: file.pop_cov.concat() }
+        Pristine {
+            mu: file.pop_mu,
+            cov: file.pop_cov.concat(),
+        }
     })
 }
 
@@ -100,7 +103,8 @@ fn patch_features(m: &Plane, x0: usize, y0: usize, size: usize) -> [f64; 18] {
 
 /// One row of 36 features per 96-pixel patch, row-major over the patch grid.
 fn niqe_features(rgb: &RgbImage) -> Vec<[f64; NUM_FEATURES]> {
-    let luma = Plane::luma(rgb, LUMA_WEIGHTS, 1.0);
+    let [wr, wg, wb] = LUMA_WEIGHTS;
+    let luma = Plane::from_rgb(rgb, |[r, g, b]| r * wr + g * wg + b * wb);
     let (cols, rows) = (luma.width / PATCH, luma.height / PATCH);
     let full = luma.crop(cols * PATCH, rows * PATCH);
     let half = pillow_bicubic_half(&full);
@@ -126,11 +130,17 @@ pub fn niqe_score(rgb: &RgbImage) -> f64 {
 pub(crate) fn try_niqe_score(rgb: &RgbImage) -> Result<f64, ClassicalError> {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w < MIN_SIDE || h < MIN_SIDE {
-        return Err(ClassicalError::TooSmall { width: w, height: h, min_side: MIN_SIDE });
+        return Err(ClassicalError::TooSmall {
+            width: w,
+            height: h,
+            min_side: MIN_SIDE,
+        });
     }
     let feats = niqe_features(rgb);
     let n = feats.len() as f64;
-    let mu: Vec<f64> = (0..NUM_FEATURES).map(|i| feats.iter().map(|f| f[i]).sum::<f64>() / n).collect();
+    let mu: Vec<f64> = (0..NUM_FEATURES)
+        .map(|i| feats.iter().map(|f| f[i]).sum::<f64>() / n)
+        .collect();
     let model = pristine();
     // ((Σ + Σ₀) / 2) with Σ the unbiased sample covariance, as np.cov.
     let mut cov = vec![0.0; NUM_FEATURES * NUM_FEATURES];

@@ -14,19 +14,17 @@ pub(crate) struct Plane {
 
 impl Plane {
     pub fn zeros(width: usize, height: usize) -> Self {
-        Self { width, height, data: vec![0.0; width * height] }
+        Self {
+            width,
+            height,
+            data: vec![0.0; width * height],
+        }
     }
 
-    /// Luminance `wr*R + wg*G + wb*B`, each channel first divided by `divisor`.
-    pub fn luma(rgb: &image::RgbImage, weights: [f64; 3], divisor: f64) -> Self {
+    /// Apply `f` to every pixel's (R, G, B), in 0..=255, to make a plane.
+    pub fn from_rgb(rgb: &image::RgbImage, f: impl Fn([f64; 3]) -> f64) -> Self {
         let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-        let data = rgb
-            .pixels()
-            .map(|p| {
-                let [r, g, b] = p.0.map(|c| f64::from(c) / divisor);
-                r * weights[0] + g * weights[1] + b * weights[2]
-            })
-            .collect();
+        let data = rgb.pixels().map(|p| f(p.0.map(f64::from))).collect();
         Self { width, height, data }
     }
 

@@ -10,29 +10,26 @@
 
 use super::plane::Plane;
 
-/// A 1-D resampling: for each output sample, the first source index and the tap weights.
-struct Taps {
-    first: Vec<usize>,
-    weights: Vec<Vec<f64>>,
-}
+/// A 1-D resampling: for each output sample, its (source index, weight) taps in summation order.
+type Taps = Vec<Vec<(usize, f64)>>;
 
-/// Apply `taps` along rows, then `taps_v` along columns.
+/// Apply `taps_h` along rows, then `taps_v` along columns, summing each output's taps in order
+/// from zero, as both OpenCV and Pillow do.
 fn resample(src: &Plane, taps_h: &Taps, taps_v: &Taps) -> Plane {
-    let out_w = taps_h.first.len();
-    let out_h = taps_v.first.len();
+    let out_w = taps_h.len();
     let mut tmp = Plane::zeros(out_w, src.height);
     for y in 0..src.height {
         let row = src.row(y);
-        for (x, (&first, w)) in taps_h.first.iter().zip(&taps_h.weights).enumerate() {
-            tmp.data[y * out_w + x] = w.iter().zip(&row[first..]).map(|(a, b)| a * b).sum();
+        for (d, taps) in tmp.data[y * out_w..(y + 1) * out_w].iter_mut().zip(taps_h) {
+            *d = taps.iter().fold(0.0, |acc, &(i, w)| acc + row[i] * w);
         }
     }
-    let mut out = Plane::zeros(out_w, out_h);
-    for (y, (&first, w)) in taps_v.first.iter().zip(&taps_v.weights).enumerate() {
+    let mut out = Plane::zeros(out_w, taps_v.len());
+    for (y, taps) in taps_v.iter().enumerate() {
         let dst = &mut out.data[y * out_w..(y + 1) * out_w];
-        for (k, &wk) in w.iter().enumerate() {
-            for (d, &s) in dst.iter_mut().zip(tmp.row(first + k)) {
-                *d += wk * s;
+        for &(i, w) in taps {
+            for (d, &s) in dst.iter_mut().zip(tmp.row(i)) {
+                *d += s * w;
             }
         }
     }
@@ -50,31 +47,27 @@ fn opencv_half_len(n: usize) -> usize {
 }
 
 /// OpenCV INTER_CUBIC taps for a factor of 0.5. Every output sits at fraction 0.5 between
-/// source samples, where Keys' a = -0.75 kernel gives these weights exactly. Replicated edges
-/// are expressed by folding out-of-range taps onto the edge sample.
+/// source samples, where Keys' a = -0.75 kernel gives these weights exactly; taps outside the
+/// image read the edge sample.
 fn opencv_cubic_half_taps(n: usize) -> Taps {
     const W: [f64; 4] = [-0.09375, 0.59375, 0.59375, -0.09375];
-    let out = opencv_half_len(n);
-    let mut first = Vec::with_capacity(out);
-    let mut weights = Vec::with_capacity(out);
-    for o in 0..out {
-        // Source position (o + 0.5) * 2 - 0.5 = 2o + 0.5: taps at 2o - 1 ..= 2o + 2.
-        let lo = (2 * o).saturating_sub(1);
-        let hi = (2 * o + 2).min(n - 1);
-        let mut w = vec![0.0; hi - lo + 1];
-        for (k, &wk) in W.iter().enumerate() {
-            let src = (2 * o + k).saturating_sub(1).min(n - 1);
-            w[src - lo] += wk;
-        }
-        first.push(lo);
-        weights.push(w);
-    }
-    Taps { first, weights }
+    (0..opencv_half_len(n))
+        .map(|o| {
+            // Source position (o + 0.5) * 2 - 0.5 = 2o + 0.5: taps at 2o - 1 ..= 2o + 2.
+            (0..4)
+                .map(|k| ((2 * o + k).saturating_sub(1).min(n - 1), W[k]))
+                .collect()
+        })
+        .collect()
 }
 
 /// Half-size `cv2.resize(..., fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)`.
 pub(crate) fn opencv_cubic_half(src: &Plane) -> Plane {
-    resample(src, &opencv_cubic_half_taps(src.width), &opencv_cubic_half_taps(src.height))
+    resample(
+        src,
+        &opencv_cubic_half_taps(src.width),
+        &opencv_cubic_half_taps(src.height),
+    )
 }
 
 /// Pillow's bicubic kernel (a = -0.5).
@@ -94,28 +87,29 @@ fn pillow_bicubic(x: f64) -> f64 {
 fn pillow_bicubic_half_taps(n: usize) -> Taps {
     const SCALE: f64 = 2.0;
     const SUPPORT: f64 = 2.0 * SCALE;
-    let out = n / 2;
-    let mut first = Vec::with_capacity(out);
-    let mut weights = Vec::with_capacity(out);
-    for o in 0..out {
-        let center = (o as f64 + 0.5) * SCALE;
-        // Pillow truncates towards zero, then clamps to the image.
-        let lo = ((center - SUPPORT + 0.5) as i64).max(0) as usize;
-        let hi = ((center + SUPPORT + 0.5) as i64).min(n as i64) as usize;
-        let mut w: Vec<f64> =
-            (lo..hi).map(|x| pillow_bicubic((x as f64 - center + 0.5) / SCALE)).collect();
-        let sum: f64 = w.iter().sum();
-        w.iter_mut().for_each(|v| *v /= sum);
-        first.push(lo);
-        weights.push(w);
-    }
-    Taps { first, weights }
+    (0..n / 2)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * SCALE;
+            // Pillow truncates towards zero, then clamps to the image.
+            let lo = ((center - SUPPORT + 0.5) as i64).max(0) as usize;
+            let hi = ((center + SUPPORT + 0.5) as i64).min(n as i64) as usize;
+            let w: Vec<f64> = (lo..hi)
+                .map(|x| pillow_bicubic((x as f64 - center + 0.5) / SCALE))
+                .collect();
+            let sum: f64 = w.iter().sum();
+            (lo..hi).zip(w).map(|(x, v)| (x, v / sum)).collect()
+        })
+        .collect()
 }
 
 /// Half-size `PIL.Image.resize(BICUBIC)` of a float image, as `scipy.misc.imresize(0.5,
 /// 'bicubic', mode='F')` did. `src` must have even dimensions (NIQE crops to whole patches).
 pub(crate) fn pillow_bicubic_half(src: &Plane) -> Plane {
-    resample(src, &pillow_bicubic_half_taps(src.width), &pillow_bicubic_half_taps(src.height))
+    resample(
+        src,
+        &pillow_bicubic_half_taps(src.width),
+        &pillow_bicubic_half_taps(src.height),
+    )
 }
 
 #[cfg(test)]
@@ -130,14 +124,22 @@ mod tests {
 
     #[test]
     fn both_filters_preserve_constants_and_linear_ramps() {
-        let ramp = Plane { width: 12, height: 10, data: (0..120).map(|i| (i % 12) as f64).collect() };
+        let ramp = Plane {
+            width: 12,
+            height: 10,
+            data: (0..120).map(|i| (i % 12) as f64).collect(),
+        };
         let cv = opencv_cubic_half(&ramp);
         // Interior outputs sit at 2x + 0.5 in source coordinates.
         assert!((cv.at(2, 2) - 4.5).abs() < 1e-12);
         let pil = pillow_bicubic_half(&ramp);
         assert_eq!((pil.width, pil.height), (6, 5));
         assert!((pil.at(2, 2) - 4.5).abs() < 1e-12);
-        let flat = Plane { width: 9, height: 7, data: vec![3.0; 63] };
+        let flat = Plane {
+            width: 9,
+            height: 7,
+            data: vec![3.0; 63],
+        };
         assert!(opencv_cubic_half(&flat).data.iter().all(|v| (v - 3.0).abs() < 1e-12));
     }
 }

@@ -9,11 +9,12 @@ pub(crate) fn ln_gamma(x: f64) -> f64 {
     // Below this the series is not yet accurate enough; the recurrence carries x up to it.
     const SHIFT_TO: f64 = 15.0;
     let mut x = x;
-    let mut ln_product = 0.0;
+    let mut product = 1.0;
     while x < SHIFT_TO {
-        ln_product += x.ln();
+        product *= x;
         x += 1.0;
     }
+    let ln_product = product.ln();
     // Stirling: ln Γ(x) = (x - 1/2) ln x - x + ln(2π)/2 + Σ B_2k / (2k (2k-1) x^(2k-1)).
     let inv = 1.0 / x;
     let inv2 = inv * inv;

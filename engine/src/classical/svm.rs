@@ -34,21 +34,30 @@ pub(crate) struct Svr {
 }
 
 fn to_array(v: &[f64], what: &str) -> [f64; NUM_FEATURES] {
-    v.try_into().unwrap_or_else(|_| panic!("{what} has {} values, not {NUM_FEATURES}", v.len()))
+    v.try_into()
+        .unwrap_or_else(|_| panic!("{what} has {} values, not {NUM_FEATURES}", v.len()))
 }
 
 impl Svr {
     fn from_json(text: &str) -> Self {
         // The file is compiled in and covered by tests, so a parse failure is a build defect.
         let file: SvrFile = serde_json::from_str(text).expect("embedded BRISQUE model is valid JSON");
-        assert_eq!(file.sv_coef.len(), file.support_vectors.len(), "one coefficient per vector");
+        assert_eq!(
+            file.sv_coef.len(),
+            file.support_vectors.len(),
+            "one coefficient per vector"
+        );
         Self {
             gamma: file.gamma,
             rho: file.rho,
             feature_min: to_array(&file.feature_min, "feature_min"),
             feature_max: to_array(&file.feature_max, "feature_max"),
             coef: file.sv_coef,
-            support_vectors: file.support_vectors.iter().map(|v| to_array(v, "support vector")).collect(),
+            support_vectors: file
+                .support_vectors
+                .iter()
+                .map(|v| to_array(v, "support vector"))
+                .collect(),
         }
     }
 
