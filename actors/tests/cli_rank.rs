@@ -1,0 +1,133 @@
+//! `qrank rank` end to end on real files: what a curator sees on a laptop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn qrank(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qrank")).args(args).current_dir(repo()).output().unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The quick start: each degraded copy of a photo ranks below its original.
+#[test]
+fn example_photos_rank_every_degraded_copy_below_its_original() {
+    let out = qrank(&["rank", "examples/photos", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let items = report["ranking"]["items"].as_array().unwrap();
+    let rank_of = |file: &str| {
+        items.iter().find(|i| i["name"] == format!("examples/photos/{file}")).map(|i| i["rank"].as_u64().unwrap())
+    };
+    let mut checked = 0;
+    for item in items {
+        let name = item["name"].as_str().unwrap().trim_start_matches("examples/photos/");
+        if let Some((photo, _degradation)) = name.trim_end_matches(".jpg").split_once('-') {
+            let original = rank_of(&format!("{photo}.jpg")).unwrap_or_else(|| panic!("no original for {name}"));
+            assert!(original < item["rank"].as_u64().unwrap(), "{name} ranks above {photo}.jpg");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "expected degraded copies in examples/photos, found {checked}");
+    assert_eq!(report["model"], "brisque");
+    assert!(report["errors"].as_array().unwrap().is_empty());
+}
+
+/// Good images among corrupt, truncated, empty, non-image and bomb files: every good one is
+/// ranked, every bad one is listed with its reason, and the exit code says some were skipped.
+#[test]
+fn mixed_folder_ranks_the_good_and_reports_the_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = repo().join("engine/tests/data/images");
+    let mut num_good = 0;
+    for (kind, count) in [("good", &mut num_good), ("bad", &mut 0)] {
+        for entry in std::fs::read_dir(fixtures.join(kind)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            *count += 1;
+        }
+    }
+    let out_file = dir.path().join("ranking.json");
+    let out = qrank(&["rank", dir.path().to_str().unwrap(), "--format", "json", "--out", out_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // The output file is not itself an input: it was written after the listing.
+    let report: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(report["ranking"]["items"].as_array().unwrap().len(), num_good);
+    let errors: Vec<(String, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+            (name, e["kind"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let expected = [
+        ("bomb.png", "over_limit"),
+        ("corrupt.png", "corrupt"),
+        ("empty.jpg", "empty"),
+        ("notes.txt", "unsupported"),
+        ("truncated.jpg", "truncated"),
+        ("truncated.png", "truncated"),
+    ];
+    assert_eq!(errors, expected.map(|(n, k)| (n.to_owned(), k.to_owned())));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (name, _) in expected {
+        assert!(stderr.contains(name), "stderr does not mention {name}: {stderr}");
+    }
+}
+
+/// CSV lists ranked rows, then skipped files with their reason in the last column.
+#[test]
+fn csv_output_has_ranked_and_skipped_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("examples/photos/coffee.jpg"), dir.path().join("coffee.jpg")).unwrap();
+    std::fs::write(dir.path().join("empty.jpg"), b"").unwrap();
+    let out = qrank(&["rank", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "rank,name,score,std_error,connected,error");
+    assert!(lines[1].starts_with("1,") && lines[1].contains("coffee.jpg"), "{csv}");
+    assert!(lines[2].starts_with(",") && lines[2].ends_with("empty file"), "{csv}");
+}
+
+/// Sub-folders are read only with --recursive.
+#[test]
+fn recursive_descends_into_sub_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::copy(repo().join("examples/photos/coffee.jpg"), dir.path().join("top.jpg")).unwrap();
+    std::fs::copy(repo().join("examples/photos/rocket.jpg"), dir.path().join("sub/nested.jpg")).unwrap();
+    let count = |extra: &[&str]| {
+        let mut args = vec!["rank", dir.path().to_str().unwrap(), "--format", "json"];
+        args.extend_from_slice(extra);
+        json(&qrank(&args))["ranking"]["items"].as_array().unwrap().len()
+    };
+    assert_eq!(count(&[]), 1);
+    assert_eq!(count(&["--recursive"]), 2);
+}
+
+/// Mistakes in the call exit with 64 and say what is wrong; an empty source is a failure (1).
+#[test]
+fn usage_errors_and_empty_sources() {
+    let missing = qrank(&["rank", "/no/such/folder"]);
+    assert_eq!(missing.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/folder"));
+    assert_eq!(qrank(&["rank", "examples/photos", "--model", "nope"]).status.code(), Some(64));
+    assert_eq!(qrank(&["rank", "examples/photos", "--budget", "-1"]).status.code(), Some(64));
+    assert_eq!(qrank(&["frobnicate"]).status.code(), Some(64));
+    assert_eq!(qrank(&["--help"]).status.code(), Some(0));
+    let empty = tempfile::tempdir().unwrap();
+    let out = qrank(&["rank", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no images found"));
+}
