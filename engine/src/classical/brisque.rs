@@ -41,26 +41,32 @@ pub(crate) const MIN_SIDE: usize = 4;
 /// vertical, main-diagonal and secondary-diagonal products (α, mean, σ_l², σ_r²).
 fn scale_features(grey: &Plane) -> [f64; 18] {
     let m = mscn_brisque(grey);
-    let (w, h) = (m.width, m.height);
-    let mut moments = [Moments::default(); 5];
-    for y in 0..h {
+    // Every sample; products with the right, lower and lower-right neighbours, and of the
+    // lower-left and upper-right pair, each over the samples where that neighbour exists. One
+    // loop feeds all five, so their sums form independent dependency chains the CPU overlaps.
+    let [mut all, mut right, mut down, mut diag, mut anti] = [Moments::default(); 5];
+    for y in 0..m.height {
         let row = m.row(y);
-        let below = (y + 1 < h).then(|| m.row(y + 1));
-        for x in 0..w {
-            let c = row[x];
-            moments[0].push(c);
-            if x + 1 < w {
-                moments[1].push(c * row[x + 1]);
+        let (&last, _) = row.split_last().expect("planes are at least 2 wide");
+        if y + 1 < m.height {
+            let below = m.row(y + 1);
+            for (((&c, &r), &b), &br) in row.iter().zip(&row[1..]).zip(below).zip(&below[1..]) {
+                all.push(c);
+                right.push(c * r);
+                down.push(c * b);
+                diag.push(c * br);
+                anti.push(b * r);
             }
-            if let Some(below) = below {
-                moments[2].push(c * below[x]);
-                if x + 1 < w {
-                    moments[3].push(c * below[x + 1]);
-                    moments[4].push(below[x] * row[x + 1]);
-                }
+            down.push(last * below[below.len() - 1]);
+        } else {
+            for (&c, &r) in row.iter().zip(&row[1..]) {
+                all.push(c);
+                right.push(c * r);
             }
         }
+        all.push(last);
     }
+    let moments = [all, right, down, diag, anti];
     let mut out = [0.0; 18];
     let fit = fit_brisque(&moments[0]);
     out[0] = fit.alpha;
