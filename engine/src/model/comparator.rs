@@ -167,7 +167,11 @@ impl CoInstruct {
             let tokens = self.net.encode_images(&pixels)?;
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             for (row, &i) in missing.iter().enumerate() {
-                let t = tokens.get(row).ctx(|| format!("image tokens of {}", images[i].name))?;
+                // An owned copy: a view would keep the whole batch alive behind the byte count.
+                let t = tokens
+                    .get(row)
+                    .and_then(|t| t.copy())
+                    .ctx(|| format!("image tokens of {}", images[i].name))?;
                 cache.insert(images[i].content_hash, t.clone());
                 found[i] = Some(t);
             }

@@ -7,14 +7,42 @@
 //!
 //! The network is a CLIP ViT-L/14 vision tower at 448 pixels, a visual abstractor that reduces
 //! each image to 65 tokens, and LLaMA-2-7B with mPLUG-Owl2's modality-adaptive module.
-//! `../shared/golden/coinstruct-tiny/README.md` pins every detail; `tests/model_golden.rs`
-//! checks each stage against its reference tensors.
+//! `tests/golden/coinstruct-tiny/README.md` pins every detail; `tests/model_golden.rs` checks
+//! each stage against its reference tensors.
 //!
-//! Public API (everything else is private):
-//! - `CoInstruct::load(source, &LoadOptions)`: `source` is a local checkpoint folder or a hub id.
-//! - `CoInstruct` implements [`crate::compare::Comparator`] (group scoring) and has
-//!   `CoInstruct::answer` for open questions.
-//! - [`Config`] mirrors the checkpoint's `config.json`; [`ModelError`] is the one error type.
+//! # Use
+//!
+//! ```no_run
+//! use engine::compare::{Comparator, Criterion};
+//! use engine::model::{CoInstruct, LoadOptions, Precision};
+//! # fn run(a: engine::image::Image, b: engine::image::Image) -> Result<(), Box<dyn std::error::Error>> {
+//! // A hub id (downloaded into the Hugging Face cache) or a local checkpoint folder.
+//! let options = LoadOptions { precision: Some(Precision::Bf16), ..LoadOptions::default() };
+//! let model = CoInstruct::load("q-future/co-instruct", &options)?;
+//! let (a, b) = (model.prepare(a), model.prepare(b));
+//! let outcome = model.compare(&[&a, &b], &Criterion::Sharpness)?; // P(best = each image)
+//! let text = model.answer(&[&a, &b], "Which image is sharper, and why?", 128)?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`CoInstruct::load`] takes a folder with `config.json`, the weights (`model.safetensors`,
+//!   sharded safetensors with `model.safetensors.index.json`, or `pytorch_model*.bin`) and
+//!   `tokenizer.json` or `tokenizer.model`; or a hub id, optionally `id@revision`. Hub access
+//!   honours `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE=1`.
+//! - [`CoInstruct`] implements [`crate::compare::Comparator`]: stage 1 is the softmax over the
+//!   option letters at the answer position; later stages continue from the KV cache. Each
+//!   image's tokens are cached by content hash, up to [`LoadOptions::embedding_cache_bytes`].
+//! - [`CoInstruct::answer`] answers an open question greedily.
+//!
+//! # Memory and hardware
+//!
+//! The real checkpoint has about 8.2 B parameters (LLaMA-2-7B 6.7 B + its image-side K/V and norm
+//! copies 1.1 B, ViT-L 0.3 B, abstractor 0.1 B): about 33 GB in f32 and 16.5 GB in bf16/f16,
+//! plus a few hundred MB of activations for a group of four (≈ 320 tokens). On the CPU, f32
+//! needs a 40 GB machine; on a smaller one load with `Precision::Bf16` (slower matmuls, same
+//! memory as on a GPU). With the `cuda` feature, `DeviceKind::Cuda(0)` defaults to bf16 and
+//! fits a 24 GB GPU. Safetensors are memory-mapped, so f32 from a bf16 checkpoint briefly holds
+//! both.
 
 mod abstractor;
 mod cache;
