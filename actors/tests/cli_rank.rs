@@ -10,11 +10,16 @@ fn repo() -> PathBuf {
 }
 
 fn qrank(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qrank")).args(args).current_dir(repo()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_qrank"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
 }
 
 fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// The quick start: each degraded copy of a photo ranks below its original.
@@ -25,18 +30,27 @@ fn example_photos_rank_every_degraded_copy_below_its_original() {
     let report = json(&out);
     let items = report["ranking"]["items"].as_array().unwrap();
     let rank_of = |file: &str| {
-        items.iter().find(|i| i["name"] == format!("examples/photos/{file}")).map(|i| i["rank"].as_u64().unwrap())
+        items
+            .iter()
+            .find(|i| i["name"] == format!("examples/photos/{file}"))
+            .map(|i| i["rank"].as_u64().unwrap())
     };
     let mut checked = 0;
     for item in items {
         let name = item["name"].as_str().unwrap().trim_start_matches("examples/photos/");
         if let Some((photo, _degradation)) = name.trim_end_matches(".jpg").split_once('-') {
             let original = rank_of(&format!("{photo}.jpg")).unwrap_or_else(|| panic!("no original for {name}"));
-            assert!(original < item["rank"].as_u64().unwrap(), "{name} ranks above {photo}.jpg");
+            assert!(
+                original < item["rank"].as_u64().unwrap(),
+                "{name} ranks above {photo}.jpg"
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 8, "expected degraded copies in examples/photos, found {checked}");
+    assert!(
+        checked >= 8,
+        "expected degraded copies in examples/photos, found {checked}"
+    );
     assert_eq!(report["model"], "brisque");
     assert!(report["errors"].as_array().unwrap().is_empty());
 }
@@ -56,7 +70,14 @@ fn mixed_folder_ranks_the_good_and_reports_the_bad() {
         }
     }
     let out_file = dir.path().join("ranking.json");
-    let out = qrank(&["rank", dir.path().to_str().unwrap(), "--format", "json", "--out", out_file.to_str().unwrap()]);
+    let out = qrank(&[
+        "rank",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     // The output file is not itself an input: it was written after the listing.
     let report: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
@@ -106,7 +127,11 @@ fn recursive_descends_into_sub_folders() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::copy(repo().join("examples/photos/coffee.jpg"), dir.path().join("top.jpg")).unwrap();
-    std::fs::copy(repo().join("examples/photos/rocket.jpg"), dir.path().join("sub/nested.jpg")).unwrap();
+    std::fs::copy(
+        repo().join("examples/photos/rocket.jpg"),
+        dir.path().join("sub/nested.jpg"),
+    )
+    .unwrap();
     let count = |extra: &[&str]| {
         let mut args = vec!["rank", dir.path().to_str().unwrap(), "--format", "json"];
         args.extend_from_slice(extra);
@@ -122,8 +147,14 @@ fn usage_errors_and_empty_sources() {
     let missing = qrank(&["rank", "/no/such/folder"]);
     assert_eq!(missing.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/folder"));
-    assert_eq!(qrank(&["rank", "examples/photos", "--model", "nope"]).status.code(), Some(64));
-    assert_eq!(qrank(&["rank", "examples/photos", "--budget", "-1"]).status.code(), Some(64));
+    assert_eq!(
+        qrank(&["rank", "examples/photos", "--model", "nope"]).status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        qrank(&["rank", "examples/photos", "--budget", "-1"]).status.code(),
+        Some(64)
+    );
     assert_eq!(qrank(&["frobnicate"]).status.code(), Some(64));
     assert_eq!(qrank(&["--help"]).status.code(), Some(0));
     let empty = tempfile::tempdir().unwrap();

@@ -60,7 +60,11 @@ fn spearman(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 /// Run `qrank fit FILE --format json [extra]` and return the score of each numbered item.
@@ -72,14 +76,23 @@ fn qrank_fit(file: &Path, n_items: usize, extra: &[String]) -> Vec<f64> {
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "qrank fit {} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "qrank fit {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("json output");
     let mut scores = vec![f64::NAN; n_items];
     for item in report["ranking"]["items"].as_array().expect("items") {
         let index: usize = item["name"].as_str().unwrap().parse().unwrap();
         scores[index] = item["score"].as_f64().unwrap();
     }
-    assert!(scores.iter().all(|s| s.is_finite()), "{}: an item is missing from the output", file.display());
+    assert!(
+        scores.iter().all(|s| s.is_finite()),
+        "{}: an item is missing from the output",
+        file.display()
+    );
     scores
 }
 
@@ -107,15 +120,28 @@ fn qrank_fit_matches_choix_on_every_golden_file() {
         assert!(max_diff < 1e-4, "{name}: max |ours - choix| = {max_diff:e}");
         assert!(kendall_tau(&ours, &choix) > 0.99, "{name}: ordering differs from choix");
         let rho = spearman(&ours, &truth);
-        assert!(rho >= recovery - 0.01, "{name}: recovery of true params {rho} vs choix {recovery}");
+        assert!(
+            rho >= recovery - 0.01,
+            "{name}: recovery of true params {rho} vs choix {recovery}"
+        );
 
-        let gaussian = centred(&qrank_fit(&file, set.names.len(), &["--prior-precision".into(), alpha.to_string()]));
+        let gaussian = centred(&qrank_fit(
+            &file,
+            set.names.len(),
+            &["--prior-precision".into(), alpha.to_string()],
+        ));
         let posterior =
             |s: &[f64]| log_likelihood_of(&set.observations, s) - alpha / 2.0 * s.iter().map(|x| x * x).sum::<f64>();
         let (p_ours, p_choix) = (posterior(&gaussian), posterior(&choix));
-        assert!(p_ours >= p_choix - 1e-6, "{name}: log-posterior ours {p_ours} < choix {p_choix}");
+        assert!(
+            p_ours >= p_choix - 1e-6,
+            "{name}: log-posterior ours {p_ours} < choix {p_choix}"
+        );
         let rho_gaussian = spearman(&gaussian, &truth);
-        assert!(rho_gaussian >= recovery - 0.01, "{name}: Gaussian-prior recovery {rho_gaussian} vs choix {recovery}");
+        assert!(
+            rho_gaussian >= recovery - 0.01,
+            "{name}: Gaussian-prior recovery {rho_gaussian} vs choix {recovery}"
+        );
         let tau = kendall_tau(&gaussian, &choix);
         eprintln!(
             "{name}: choix-alpha max diff {max_diff:.2e}; Gaussian prior: log-posterior {p_ours:.3} vs choix {p_choix:.3}, \

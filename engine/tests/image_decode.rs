@@ -6,30 +6,53 @@ use std::path::PathBuf;
 use engine::image::{decode, ImageError, Limits};
 
 fn fixture(kind: &str, name: &str) -> (String, Vec<u8>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/images").join(kind).join(name);
-    (name.to_owned(), std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/images")
+        .join(kind)
+        .join(name);
+    (
+        name.to_owned(),
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
 }
 
 fn good(name: &str) -> image::RgbImage {
     let (name, bytes) = fixture("good", name);
-    decode(&name, &bytes, &Limits::default()).unwrap_or_else(|e| panic!("{e}")).rgb
+    decode(&name, &bytes, &Limits::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rgb
 }
 
 fn bad(name: &str) -> ImageError {
     let (name, bytes) = fixture("bad", name);
     let error = decode(&name, &bytes, &Limits::default()).expect_err("must be refused");
-    assert!(error.to_string().starts_with(&name), "error does not name the file: {error}");
+    assert!(
+        error.to_string().starts_with(&name),
+        "error does not name the file: {error}"
+    );
     error
 }
 
 /// Every format and layout decodes to the same 96x64 scene: gradient, with a bright top-left square.
 #[test]
 fn every_format_and_layout_decodes_to_rgb() {
-    for name in ["rgb.jpg", "rgb.png", "rgb.webp", "rgb.tiff", "rgb.bmp", "palette.gif", "palette.png", "cmyk.jpg"] {
+    for name in [
+        "rgb.jpg",
+        "rgb.png",
+        "rgb.webp",
+        "rgb.tiff",
+        "rgb.bmp",
+        "palette.gif",
+        "palette.png",
+        "cmyk.jpg",
+    ] {
         let rgb = good(name);
         assert_eq!(rgb.dimensions(), (96, 64), "{name}");
         let marker = rgb.get_pixel(10, 10);
-        assert!(marker.0.iter().all(|&c| c > 200), "{name}: top-left marker is {marker:?}");
+        assert!(
+            marker.0.iter().all(|&c| c > 200),
+            "{name}: top-left marker is {marker:?}"
+        );
         let right = rgb.get_pixel(90, 40);
         assert!(right[0] > 180, "{name}: red should grow to the right, got {right:?}");
     }
@@ -43,7 +66,11 @@ fn grey_and_16_bit_become_equal_channel_rgb() {
         assert!(p[0] == p[1] && p[1] == p[2], "{name}: {p:?}");
         assert!(rgb.get_pixel(10, 10)[0] > 200, "{name}");
     }
-    assert_eq!(good("gray.png"), good("gray16.png"), "16-bit grey must scale to the same 8-bit values");
+    assert_eq!(
+        good("gray.png"),
+        good("gray16.png"),
+        "16-bit grey must scale to the same 8-bit values"
+    );
 }
 
 /// The right half of alpha.png is fully transparent: it must come out as the white background.
@@ -53,8 +80,14 @@ fn alpha_is_composited_over_the_background() {
     assert_eq!(rgb.get_pixel(80, 40).0, [255, 255, 255]);
     assert_ne!(rgb.get_pixel(20, 40).0, [255, 255, 255]);
     let (name, bytes) = fixture("good", "alpha.png");
-    let black = Limits { background_rgb: [0, 0, 0], ..Limits::default() };
-    assert_eq!(decode(&name, &bytes, &black).unwrap().rgb.get_pixel(80, 40).0, [0, 0, 0]);
+    let black = Limits {
+        background_rgb: [0, 0, 0],
+        ..Limits::default()
+    };
+    assert_eq!(
+        decode(&name, &bytes, &black).unwrap().rgb.get_pixel(80, 40).0,
+        [0, 0, 0]
+    );
 }
 
 /// Stored 96x64 with EXIF orientation 6: shown rotated 90 degrees clockwise, so the marker
@@ -71,23 +104,60 @@ fn exif_orientation_is_applied() {
 fn hostile_files_are_refused_with_their_reason() {
     assert!(matches!(bad("empty.jpg"), ImageError::Empty { .. }));
     assert!(matches!(bad("notes.txt"), ImageError::Unsupported { .. }));
-    assert!(matches!(bad("truncated.jpg"), ImageError::Truncated { .. }), "{}", bad("truncated.jpg"));
-    assert!(matches!(bad("truncated.png"), ImageError::Truncated { .. }), "{}", bad("truncated.png"));
-    assert!(matches!(bad("corrupt.png"), ImageError::Corrupt { .. }), "{}", bad("corrupt.png"));
+    assert!(
+        matches!(bad("truncated.jpg"), ImageError::Truncated { .. }),
+        "{}",
+        bad("truncated.jpg")
+    );
+    assert!(
+        matches!(bad("truncated.png"), ImageError::Truncated { .. }),
+        "{}",
+        bad("truncated.png")
+    );
+    assert!(
+        matches!(bad("corrupt.png"), ImageError::Corrupt { .. }),
+        "{}",
+        bad("corrupt.png")
+    );
     let bomb = bad("bomb.png");
     assert!(matches!(bomb, ImageError::OverLimit { .. }), "{bomb}");
-    assert!(bomb.to_string().contains("60000"), "the reason should give the size: {bomb}");
+    assert!(
+        bomb.to_string().contains("60000"),
+        "the reason should give the size: {bomb}"
+    );
 }
 
 #[test]
 fn limits_apply_to_bytes_pixels_and_sides() {
     let (name, bytes) = fixture("good", "rgb.png");
     let tight = |limits: Limits| decode(&name, &bytes, &limits).expect_err("over a limit");
-    let bytes_limit = Limits { max_bytes: 10, ..Limits::default() };
+    let bytes_limit = Limits {
+        max_bytes: 10,
+        ..Limits::default()
+    };
     assert!(tight(bytes_limit).to_string().contains("file size"));
-    assert!(tight(Limits { max_pixels: 96 * 64 - 1, ..Limits::default() }).to_string().contains("pixel count"));
-    assert!(tight(Limits { max_side: 95, ..Limits::default() }).to_string().contains("width"));
-    assert!(decode(&name, &bytes, &Limits { max_pixels: 96 * 64, max_side: 96, ..Limits::default() }).is_ok());
+    assert!(tight(Limits {
+        max_pixels: 96 * 64 - 1,
+        ..Limits::default()
+    })
+    .to_string()
+    .contains("pixel count"));
+    assert!(tight(Limits {
+        max_side: 95,
+        ..Limits::default()
+    })
+    .to_string()
+    .contains("width"));
+    assert!(decode(
+        &name,
+        &bytes,
+        &Limits {
+            max_pixels: 96 * 64,
+            max_side: 96,
+            ..Limits::default()
+        }
+    )
+    .is_ok());
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn observations(n: usize, pairs: &[(u32, u32)]) -> Observations {
 }
 
 fn tight() -> FitOptions {
-    FitOptions { tolerance: 1e-10, ..FitOptions::default() }
+    FitOptions {
+        tolerance: 1e-10,
+        ..FitOptions::default()
+    }
 }
 
 proptest! {
@@ -105,13 +108,26 @@ fn recovers_true_scores_from_simulated_rankings() {
             obs.push_outcome(&group.items, &GroupOutcome { stages }).unwrap();
         }
     }
-    let fitted = fit(&obs, &FitOptions { prior: Prior::Gaussian { precision: 0.01 }, ..FitOptions::default() });
+    let fitted = fit(
+        &obs,
+        &FitOptions {
+            prior: Prior::Gaussian { precision: 0.01 },
+            ..FitOptions::default()
+        },
+    );
     assert!(fitted.converged);
     let mean = fitted.scores.iter().sum::<f64>() / n as f64;
-    let max_err = fitted.scores.iter().zip(&truth).map(|(s, t)| (s - mean - t).abs()).fold(0.0, f64::max);
+    let max_err = fitted
+        .scores
+        .iter()
+        .zip(&truth)
+        .map(|(s, t)| (s - mean - t).abs())
+        .fold(0.0, f64::max);
     assert!(max_err < 1.0, "max error {max_err}");
     // Roughly 95% of true scores should lie within 2 standard errors.
-    let covered = (0..n).filter(|&i| (fitted.scores[i] - mean - truth[i]).abs() < 2.0 * fitted.std_errors[i]).count();
+    let covered = (0..n)
+        .filter(|&i| (fitted.scores[i] - mean - truth[i]).abs() < 2.0 * fitted.std_errors[i])
+        .count();
     assert!(covered as f64 >= 0.85 * n as f64, "only {covered}/{n} within 2 SE");
 }
 
@@ -124,7 +140,11 @@ fn disconnected_items_are_ranked_and_flagged() {
     assert_eq!(fitted.connected, vec![true, true, true, true, false, false, false]);
     assert_eq!(fitted.scores[6], 0.0);
     let prior_sd = 1.0 / 0.1f64.sqrt();
-    assert!((fitted.std_errors[6] - prior_sd).abs() < 1e-9, "{}", fitted.std_errors[6]);
+    assert!(
+        (fitted.std_errors[6] - prior_sd).abs() < 1e-9,
+        "{}",
+        fitted.std_errors[6]
+    );
     assert!(fitted.scores[0] > fitted.scores[1] && fitted.scores[1] > fitted.scores[3]);
     assert!(fitted.scores[4] > fitted.scores[5]);
 }
@@ -133,28 +153,47 @@ fn disconnected_items_are_ranked_and_flagged() {
 #[test]
 fn soft_pairs_fit_their_log_odds() {
     let mut obs = Observations::new(2);
-    let outcome = GroupOutcome { stages: vec![Stage { slots: vec![0, 1], probs: vec![0.7, 0.3] }] };
+    let outcome = GroupOutcome {
+        stages: vec![Stage {
+            slots: vec![0, 1],
+            probs: vec![0.7, 0.3],
+        }],
+    };
     for _ in 0..100 {
         obs.push_outcome(&[0, 1], &outcome).unwrap();
     }
-    let fitted = fit(&obs, &FitOptions { prior: Prior::Gaussian { precision: 0.0 }, ..tight() });
+    let fitted = fit(
+        &obs,
+        &FitOptions {
+            prior: Prior::Gaussian { precision: 0.0 },
+            ..tight()
+        },
+    );
     let diff = fitted.scores[0] - fitted.scores[1];
     assert!((diff - (0.7f64 / 0.3).ln()).abs() < 1e-6, "{diff}");
     // Fisher information of 100 soft observations at p = 0.7: SE of the difference = 1/sqrt(100 p q),
     // split equally between the two mean-centred scores.
     let se_diff = 1.0 / (100.0f64 * 0.7 * 0.3).sqrt();
-    assert!((fitted.std_errors[0] - se_diff / 2.0).abs() < 1e-6, "{}", fitted.std_errors[0]);
+    assert!(
+        (fitted.std_errors[0] - se_diff / 2.0).abs() < 1e-6,
+        "{}",
+        fitted.std_errors[0]
+    );
 }
 
 /// Bad outcomes are refused with a reason, never silently recorded.
 #[test]
 fn invalid_outcomes_are_refused() {
     let mut obs = Observations::new(3);
-    let stage = |slots: Vec<u8>, probs: Vec<f64>| GroupOutcome { stages: vec![Stage { slots, probs }] };
+    let stage = |slots: Vec<u8>, probs: Vec<f64>| GroupOutcome {
+        stages: vec![Stage { slots, probs }],
+    };
     assert!(obs.push_outcome(&[0, 1], &stage(vec![0, 1], vec![0.5, 0.6])).is_err());
     assert!(obs.push_outcome(&[0, 1], &stage(vec![0, 2], vec![0.5, 0.5])).is_err());
     assert!(obs.push_outcome(&[0, 0], &stage(vec![0, 1], vec![0.5, 0.5])).is_err());
     assert!(obs.push_outcome(&[0, 7], &stage(vec![0, 1], vec![0.5, 0.5])).is_err());
-    assert!(obs.push_outcome(&[0, 1], &stage(vec![0, 1], vec![f64::NAN, 0.5])).is_err());
+    assert!(obs
+        .push_outcome(&[0, 1], &stage(vec![0, 1], vec![f64::NAN, 0.5]))
+        .is_err());
     assert_eq!(obs.num_stages(), 0);
 }
