@@ -329,4 +329,24 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn tokenizer_model_is_read_as_sentencepiece() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.model");
+        let pieces = [
+            ("<unk>", 0.0, 2),
+            ("<s>", 0.0, 3),
+            ("</s>", 0.0, 3),
+            ("▁", -1.0, 1),
+            ("A", -2.0, 1),
+            ("▁A", -3.0, 1),
+        ];
+        std::fs::write(&path, super::super::sentencepiece::proto::model_proto(&pieces)).unwrap();
+        let tokenizer = read_tokenizer(&path).unwrap();
+        assert_eq!(tokenizer.encode("A", true).unwrap().get_ids(), &[1, 5]);
+        std::fs::write(&path, b"\xff\xff").unwrap();
+        let err = read_tokenizer(&path).unwrap_err().to_string();
+        assert!(err.contains("tokenizer.model"), "{err}");
+    }
 }

@@ -186,10 +186,9 @@ pub(crate) fn tokenizer_from_model(model: &[u8]) -> Result<Tokenizer, String> {
         .map_err(|e| format!("building the tokenizer: {e}"))
 }
 
+/// Test support: encodes a `ModelProto` by hand.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) mod proto {
     fn varint(mut v: u64, out: &mut Vec<u8>) {
         loop {
             let byte = (v & 0x7f) as u8;
@@ -220,6 +219,12 @@ mod tests {
         out.extend([0x12, 0x02, 0x18, 0x02]); // trainer_spec { model_type: BPE }, skipped
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proto::model_proto;
+    use super::*;
 
     #[test]
     fn merges_follow_piece_scores_and_bos_is_prepended() {
