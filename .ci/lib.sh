@@ -1,0 +1,40 @@
+# Helpers shared by the .ci scripts. Source it; it defines functions and settings only.
+
+# Everything the CI installs or runs lives here, outside the checkout, so a clean clone stays
+# clean and a rerun on the same machine finds its venv and servers again.
+QRANK_CI_HOME="${QRANK_CI_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/qrank-ci}"
+mkdir -p "$QRANK_CI_HOME"
+
+# The test configuration, fixed so every script and test agrees on it. The keys are throwaway
+# credentials of a server that listens on 127.0.0.1 only.
+export QRANK_TEST_S3_ENDPOINT="${QRANK_TEST_S3_ENDPOINT:-http://127.0.0.1:8333}"
+export QRANK_TEST_S3_BUCKET="${QRANK_TEST_S3_BUCKET:-qrank-test}"
+export QRANK_TEST_S3_REGION="${QRANK_TEST_S3_REGION:-us-east-1}"
+export QRANK_TEST_S3_ACCESS_KEY="${QRANK_TEST_S3_ACCESS_KEY:-qrank-ci-access}"
+export QRANK_TEST_S3_SECRET_KEY="${QRANK_TEST_S3_SECRET_KEY:-qrank-ci-secret-0123456789}"
+export QRANK_TEST_AMQP_URL="${QRANK_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+
+log() { printf '[ci %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# Run as root directly, otherwise through sudo (a developer's machine).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# True once something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, no extra tools).
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Retry "$@" every half second until it succeeds or $1 seconds pass.
+wait_until() {
+    local timeout=$1
+    shift
+    local deadline=$((SECONDS + timeout))
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            return 1
+        fi
+        sleep 0.5
+    done
+}
