@@ -1,10 +1,18 @@
 //! One ranking job as a state machine: the driver (CLI or service) asks for the next round of
 //! groups, sends them to a comparator however it likes, records the answers, and asks for the
 //! ranking at any point. Keeping the loop here means every driver ranks the same way.
+//!
+//! The first round is random. Each later round refits the model and, when `adaptive`, groups the
+//! items that the fit cannot yet separate (see [`crate::schedule`]). The job stops when its
+//! budget of calls is spent, when the ranking stopped moving (the last round changed it by less
+//! than `stop_tolerance`), or, in top-k and threshold modes, when no item's side of the cut is
+//! in doubt. [`Ranking::stop_reason`] says which.
+
+use std::collections::HashMap;
 
 use crate::compare::GroupOutcome;
-use crate::rank::{fit, FitOptions, ObservationError, Observations, Ranking};
-use crate::schedule::{calls_for_budget, Group, RandomRounds};
+use crate::rank::{fit, Fit, FitOptions, ObservationError, Observations, Ranking, StopReason};
+use crate::schedule::{calls_for_budget, Group, Mode, Planner};
 
 /// How a comparison job spends its budget and fits its answers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -15,6 +23,12 @@ pub struct JobOptions {
     /// Seed of the group plan, so a job can be replayed.
     pub seed: u64,
     pub fit: FitOptions,
+    pub mode: Mode,
+    /// Group close, uncertain items after the first round, rather than random ones.
+    pub adaptive: bool,
+    /// Stop early once a round moves the ranking by less than this: the mean rank change as a
+    /// fraction of N in full mode, the mean change of the cut probability otherwise. 0 disables.
+    pub stop_tolerance: f64,
 }
 
 impl Default for JobOptions {
@@ -22,7 +36,13 @@ impl Default for JobOptions {
         Self {
             budget_calls_per_image: 3.0,
             seed: 0x5eed,
-            fit: FitOptions::default(),
+            fit: FitOptions {
+                fit_slot_bias: true,
+                ..FitOptions::default()
+            },
+            mode: Mode::Full,
+            adaptive: true,
+            stop_tolerance: 0.002,
         }
     }
 }
@@ -32,9 +52,13 @@ impl Default for JobOptions {
 pub struct Job {
     names: Vec<String>,
     observations: Observations,
-    rounds: RandomRounds,
+    planner: Planner,
     calls_planned: usize,
     calls_budget: usize,
+    rounds: usize,
+    /// What the previous round's fit said, to measure how much the next one moves it.
+    last_summary: Option<Vec<f64>>,
+    stopped: Option<StopReason>,
     options: JobOptions,
 }
 
@@ -43,9 +67,12 @@ impl Job {
         let n = names.len();
         Self {
             observations: Observations::new(n),
-            rounds: RandomRounds::new(n, options.seed),
+            planner: Planner::new(n, options.seed),
             calls_planned: 0,
             calls_budget: calls_for_budget(n, options.budget_calls_per_image),
+            rounds: 0,
+            last_summary: None,
+            stopped: None,
             names,
             options,
         }
@@ -55,18 +82,81 @@ impl Job {
         &self.names
     }
 
-    /// Total calls this job will make.
+    /// The most calls this job will make.
     pub fn calls_budget(&self) -> usize {
         self.calls_budget
     }
 
-    /// The next groups to ask about, or an empty list once the budget is spent.
+    /// Calls planned so far.
+    pub fn calls_planned(&self) -> usize {
+        self.calls_planned
+    }
+
+    /// Why the job stopped, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stopped
+    }
+
+    /// The next groups to ask about, or an empty list once the job has stopped.
     pub fn next_round(&mut self) -> Vec<Group> {
+        if self.stopped.is_some() {
+            return Vec::new();
+        }
         let left = self.calls_budget - self.calls_planned;
-        let mut groups = self.rounds.next_round();
+        if left == 0 {
+            self.stopped = Some(StopReason::Budget);
+            return Vec::new();
+        }
+        let mut groups = if self.rounds == 0 {
+            self.planner.random_round()
+        } else {
+            self.later_round()
+        };
+        if self.stopped.is_some() {
+            return Vec::new();
+        }
         groups.truncate(left);
         self.calls_planned += groups.len();
+        self.rounds += 1;
         groups
+    }
+
+    fn later_round(&mut self) -> Vec<Group> {
+        let fitted = self.fit();
+        let summary = self.summary(&fitted);
+        if let Some(previous) = &self.last_summary {
+            let change = summary.iter().zip(previous).map(|(a, b)| (a - b).abs()).sum::<f64>() / summary.len() as f64;
+            if change < self.options.stop_tolerance {
+                self.stopped = Some(StopReason::Stable);
+                return Vec::new();
+            }
+        }
+        self.last_summary = Some(summary);
+        if !self.options.adaptive {
+            return self.planner.random_round();
+        }
+        let active = self.options.mode.active_items(&fitted.scores, &fitted.std_errors);
+        if active.len() < 2 {
+            self.stopped = Some(StopReason::Settled);
+            return Vec::new();
+        }
+        self.planner.adaptive_round(&fitted.scores, &fitted.std_errors, &active)
+    }
+
+    /// Normalised ranks (full mode) or cut probabilities (top-k, threshold) of a fit.
+    fn summary(&self, fitted: &Fit) -> Vec<f64> {
+        if let Some(probs) = self.options.mode.probabilities(&fitted.scores, &fitted.std_errors) {
+            return probs;
+        }
+        let n = fitted.scores.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| fitted.scores[b].total_cmp(&fitted.scores[a]));
+        let mut ranks = vec![0.0; n];
+        order
+            .iter()
+            .enumerate()
+            .for_each(|(rank, &i)| ranks[i] = rank as f64 / n as f64);
+        ranks
     }
 
     /// Record a comparator's answer for `group`.
@@ -74,8 +164,31 @@ impl Job {
         self.observations.push_outcome(&group.items, outcome)
     }
 
-    /// The ranking given the answers so far.
+    /// The answers so far.
+    pub fn observations(&self) -> &Observations {
+        &self.observations
+    }
+
+    pub fn fit(&self) -> Fit {
+        fit(&self.observations, &self.options.fit)
+    }
+
+    /// The ranking given the answers so far, with the cut probabilities of the job's mode.
     pub fn ranking(&self) -> Ranking {
-        Ranking::from_fit(&self.names, &fit(&self.observations, &self.options.fit))
+        let fitted = self.fit();
+        let mut ranking = Ranking::from_fit(&self.names, &fitted);
+        ranking.stop_reason = self.stopped;
+        if let Some(probs) = self.options.mode.probabilities(&fitted.scores, &fitted.std_errors) {
+            let index: HashMap<&str, usize> = self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+            for item in &mut ranking.items {
+                let p = Some(probs[index[item.name.as_str()]]);
+                match self.options.mode {
+                    Mode::TopK { .. } => item.p_top_k = p,
+                    Mode::Threshold { .. } => item.p_below_threshold = p,
+                    Mode::Full => {}
+                }
+            }
+        }
+        ranking
     }
 }

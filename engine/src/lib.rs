@@ -9,6 +9,7 @@
 //! - [`rank`]: the Plackett-Luce / Bradley-Terry fit with a Gaussian prior.
 //! - [`schedule`]: which groups to ask the comparator about next.
 //! - [`job`]: one ranking job as a state machine that the CLI and the service drive.
+//! - [`simulate`]: a comparator that knows the truth, for tests and benchmarks only.
 
 pub mod classical;
 pub mod compare;
@@ -18,3 +19,4 @@ pub mod job;
 pub mod model;
 pub mod rank;
 pub mod schedule;
+pub mod simulate;

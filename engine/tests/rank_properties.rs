@@ -2,7 +2,7 @@
 
 use engine::compare::{GroupOutcome, Stage};
 use engine::rank::{fit, log_likelihood_of, FitOptions, Observations, Prior};
-use engine::schedule::RandomRounds;
+use engine::schedule::Planner;
 use proptest::prelude::*;
 
 /// Random hard pairwise outcomes over `n` items, as (winner, loser) pairs.
@@ -60,11 +60,11 @@ proptest! {
     /// same seed gives the same plan.
     #[test]
     fn rounds_cover_every_item_once(n in 2usize..200, seed in any::<u64>()) {
-        let mut a = RandomRounds::new(n, seed);
-        let mut b = RandomRounds::new(n, seed);
+        let mut a = Planner::new(n, seed);
+        let mut b = Planner::new(n, seed);
         for _ in 0..3 {
-            let round = a.next_round();
-            prop_assert_eq!(&round, &b.next_round());
+            let round = a.random_round();
+            prop_assert_eq!(&round, &b.random_round());
             let mut seen = vec![0u32; n];
             for group in &round {
                 prop_assert!((2..=4).contains(&group.items.len()));
@@ -85,9 +85,9 @@ fn recovers_true_scores_from_simulated_rankings() {
     let mut rng = StdRng::seed_from_u64(1);
     let truth: Vec<f64> = (0..n).map(|i| (i as f64 - 30.0) / 10.0).collect();
     let mut obs = Observations::new(n);
-    let mut rounds = RandomRounds::new(n, 2);
+    let mut rounds = Planner::new(n, 2);
     for _ in 0..40 {
-        for group in rounds.next_round() {
+        for group in rounds.random_round() {
             // Draw a ranking by repeated Gumbel-max: the Plackett-Luce sampling process.
             let mut keyed: Vec<(f64, usize)> = group
                 .items

@@ -292,22 +292,28 @@ fn win_mass(obs: &Observations) -> Vec<f64> {
     wins
 }
 
-/// Number of stages per parallel chunk: big enough to amortise a per-chunk accumulator.
-fn chunk_len(obs: &Observations) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    obs.num_stages().div_ceil(threads).max(4_096)
+/// The stages split into a fixed number of contiguous chunks for parallel passes. The split does
+/// not depend on the thread count, and chunk results are combined in chunk order, so a fit gives
+/// bit-identical scores on every machine (the adaptive plan sorts by them). Small problems use
+/// one chunk; large ones up to [`MAX_CHUNKS`], each with its own per-item accumulator.
+const MAX_CHUNKS: usize = 8;
+const MIN_CHUNK_STAGES: usize = 16_384;
+
+fn stage_chunks(obs: &Observations) -> Vec<std::ops::Range<usize>> {
+    let stages = obs.num_stages();
+    let num_chunks = stages.div_ceil(MIN_CHUNK_STAGES).clamp(1, MAX_CHUNKS);
+    let len = stages.div_ceil(num_chunks).max(1);
+    (0..num_chunks).map(|c| c * len..((c + 1) * len).min(stages)).collect()
 }
 
 /// For each item, `sum over its stages of exp(beta_slot) / D_stage`: the MM denominator.
 fn item_denominators(obs: &Observations, strength: &[f64], exp_beta: &[f64; NUM_KEYS]) -> Vec<f64> {
     let n = obs.num_items();
-    let chunk = chunk_len(obs);
-    let num_chunks = obs.num_stages().div_ceil(chunk);
-    (0..num_chunks)
+    let partials: Vec<Vec<f64>> = stage_chunks(obs)
         .into_par_iter()
-        .map(|c| {
+        .map(|range| {
             let mut acc = vec![0.0f64; n];
-            for s in c * chunk..((c + 1) * chunk).min(obs.num_stages()) {
+            for s in range {
                 let stage = obs.stage(s);
                 let inv_total = 1.0 / stage_total(&stage, strength, exp_beta);
                 for (&item, &slot) in stage.items.iter().zip(stage.slots) {
@@ -316,13 +322,13 @@ fn item_denominators(obs: &Observations, strength: &[f64], exp_beta: &[f64; NUM_
             }
             acc
         })
-        .reduce(
-            || vec![0.0f64; n],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().unwrap_or_else(|| vec![0.0; n]);
+    for partial in partials {
+        total.par_iter_mut().zip(&partial).for_each(|(t, p)| *t += p);
+    }
+    total
 }
 
 fn stage_total(stage: &StageView<'_>, strength: &[f64], exp_beta: &[f64; NUM_KEYS]) -> f64 {
@@ -409,33 +415,25 @@ fn report_bias(obs: &Observations, beta: &[f64; NUM_KEYS]) -> Vec<SlotBias> {
 
 /// Log-likelihood of `obs` under scores `theta` and slot biases `beta`, without the prior.
 pub(crate) fn log_likelihood(obs: &Observations, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
-    (0..obs.num_stages())
+    let per_chunk: Vec<f64> = stage_chunks(obs)
         .into_par_iter()
-        .map(|s| {
-            let stage = obs.stage(s);
-            let utility = |(&item, &slot): (&u32, &u8)| theta[item as usize] + beta[key_index(stage.group_size, slot)];
-            let max = stage
-                .items
-                .iter()
-                .zip(stage.slots)
-                .map(utility)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let log_total = max
-                + stage
-                    .items
-                    .iter()
-                    .zip(stage.slots)
-                    .map(|c| (utility(c) - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            stage
-                .items
-                .iter()
-                .zip(stage.slots)
-                .zip(stage.probs)
-                .map(|(c, &p)| f64::from(p) * (utility(c) - log_total))
+        .map(|range| {
+            range
+                .map(|s| stage_log_likelihood(obs.stage(s), theta, beta))
                 .sum::<f64>()
         })
+        .collect();
+    per_chunk.into_iter().sum()
+}
+
+fn stage_log_likelihood(stage: StageView<'_>, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
+    let utility = |(&item, &slot): (&u32, &u8)| theta[item as usize] + beta[key_index(stage.group_size, slot)];
+    let candidates = || stage.items.iter().zip(stage.slots);
+    let max = candidates().map(utility).fold(f64::NEG_INFINITY, f64::max);
+    let log_total = max + candidates().map(|c| (utility(c) - max).exp()).sum::<f64>().ln();
+    candidates()
+        .zip(stage.probs)
+        .map(|(c, &p)| f64::from(p) * (utility(c) - log_total))
         .sum()
 }
 

@@ -12,5 +12,5 @@ pub use curvature::EXACT_MAX_ITEMS;
 pub use fit::{fit, log_likelihood_of, Fit, FitOptions, Prior, SlotBias};
 pub use graph::main_component;
 pub use observations::{ObservationError, Observations, SlotKey};
-pub use ranking::{RankedItem, Ranking};
+pub use ranking::{RankedItem, Ranking, StopReason};
 pub use records::{parse_comparisons, ComparisonRecord, ComparisonSet, RecordError};

@@ -16,6 +16,24 @@ pub struct RankedItem {
     /// False when the comparisons never linked this item to the main body of the ranking, so
     /// its place comes from the prior alone.
     pub connected: bool,
+    /// In top-k mode: the probability that this item belongs to the best k.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_top_k: Option<f64>,
+    /// In threshold mode: the probability that this item is among the worst fraction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_below_threshold: Option<f64>,
+}
+
+/// Why a comparison job stopped asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The budget of calls per image was spent.
+    Budget,
+    /// The last round moved the ranking by less than the tolerance.
+    Stable,
+    /// Top-k or threshold mode: every item's side of the cut is settled.
+    Settled,
 }
 
 /// A complete ranking, sorted best first.
@@ -25,6 +43,9 @@ pub struct Ranking {
     /// Estimated slot biases, when they were fitted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub slot_bias: Vec<SlotBias>,
+    /// For a comparison job: why it stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
 }
 
 impl Ranking {
@@ -34,6 +55,7 @@ impl Ranking {
         Self {
             items: sorted(names, rows),
             slot_bias: fit.slot_bias.clone(),
+            stop_reason: None,
         }
     }
 
@@ -43,6 +65,7 @@ impl Ranking {
         Self {
             items: sorted(names, rows),
             slot_bias: Vec::new(),
+            stop_reason: None,
         }
     }
 }
@@ -57,6 +80,8 @@ fn sorted(names: &[String], rows: impl Iterator<Item = (f64, f64, bool)>) -> Vec
             score,
             std_error,
             connected,
+            p_top_k: None,
+            p_below_threshold: None,
         })
         .collect();
     // Best first; ties are broken by name so the output is deterministic.

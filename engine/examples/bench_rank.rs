@@ -1,0 +1,256 @@
+//! How much ranking each model call buys: simulated comparators (pair accuracy 0.80, first slot
+//! favoured by 0.3 log-odds) ranked by random and adaptive schedules, scored against the truth.
+//!
+//! ```text
+//! bench_rank table [SEEDS] [DUMP_DIR]   the full table; DUMP_DIR gets the random-schedule data
+//!                                       (seed 1, N <= 2000) in reference form for choix
+//! bench_rank topk [SEEDS]               top-10% precision at 2 calls per image
+//! ```
+//! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
+
+use engine::job::{Job, JobOptions};
+use engine::rank::{FitOptions, Prior};
+use engine::schedule::Mode;
+use engine::simulate::{Answer, Simulator};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+const PAIR_ACCURACY: f64 = 0.80;
+const FIRST_SLOT_BIAS: f64 = 0.3;
+
+struct Run {
+    spearman: f64,
+    kendall: f64,
+    top_precision: f64,
+    bias_error: f64,
+    calls_per_image: f64,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let seeds: u64 = args.get(1).map_or(3, |s| s.parse().unwrap());
+    match args.first().map(String::as_str) {
+        Some("table") => table(seeds, args.get(2).map(String::as_str)),
+        Some("topk") => topk(seeds),
+        Some("target") => {
+            let runs: Vec<Run> = (1..=seeds)
+                .map(|seed| run(200, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
+                .collect();
+            print_row(200, Answer::FullRanking, 2.5, "adaptive", &runs);
+            let runs: Vec<Run> = (1..=seeds)
+                .map(|seed| run(2000, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
+                .collect();
+            print_row(2000, Answer::FullRanking, 2.5, "adaptive", &runs);
+        }
+        _ => {
+            eprintln!("usage: bench_rank table [SEEDS] [DUMP_DIR] | topk [SEEDS]");
+            std::process::exit(64);
+        }
+    }
+}
+
+fn table(seeds: u64, dump: Option<&str>) {
+    println!("| N | answer | calls/image | schedule | Spearman | Kendall | top-10% precision | slot-bias error |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for n in [200usize, 2_000, 20_000] {
+        for answer in [Answer::BestOf, Answer::FullRanking] {
+            for budget in [1.0, 2.0, 3.0, 4.0] {
+                for adaptive in [false, true] {
+                    let runs: Vec<Run> = (1..=seeds)
+                        .map(|seed| {
+                            let dump_to = (seed == 1 && !adaptive && n <= 2_000).then_some(dump).flatten();
+                            run(n, answer, budget, adaptive, Mode::Full, seed, dump_to)
+                        })
+                        .collect();
+                    print_row(n, answer, budget, if adaptive { "adaptive" } else { "random" }, &runs);
+                }
+            }
+        }
+    }
+}
+
+fn topk(seeds: u64) {
+    println!("| N | answer | calls/image | schedule | Spearman | Kendall | top-10% precision | slot-bias error |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for n in [200usize, 2_000, 20_000] {
+        for (label, adaptive, mode) in [
+            ("random", false, Mode::Full),
+            ("adaptive top-k", true, Mode::TopK { k: n / 10 }),
+        ] {
+            let runs: Vec<Run> = (1..=seeds)
+                .map(|seed| run(n, Answer::FullRanking, 2.0, adaptive, mode, seed, None))
+                .collect();
+            print_row(n, Answer::FullRanking, 2.0, label, &runs);
+        }
+    }
+    // The headline target: full rankings at 2.5 calls per image.
+    let runs: Vec<Run> = (1..=seeds)
+        .map(|seed| run(200, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
+        .collect();
+    print_row(200, Answer::FullRanking, 2.5, "adaptive", &runs);
+}
+
+fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]) {
+    let mean = |f: fn(&Run) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+    let spread = |f: fn(&Run) -> f64| {
+        let m = mean(f);
+        (runs.iter().map(|r| (f(r) - m).powi(2)).sum::<f64>() / runs.len().max(2).saturating_sub(1) as f64).sqrt()
+    };
+    let answer = match answer {
+        Answer::BestOf => "best of 4",
+        Answer::FullRanking => "full ranking",
+    };
+    println!(
+        "| {n} | {answer} | {budget} ({:.2} used) | {schedule} | {:.3} ± {:.3} | {:.3} | {:.3} | {:.3} |",
+        mean(|r| r.calls_per_image),
+        mean(|r| r.spearman),
+        spread(|r| r.spearman),
+        mean(|r| r.kendall),
+        mean(|r| r.top_precision),
+        mean(|r| r.bias_error),
+    );
+}
+
+fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: u64, dump: Option<&str>) -> Run {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // Standard-normal latent quality: most images are middling, a few are very good or very bad.
+    let latent: Vec<f64> = (0..n)
+        .map(|_| {
+            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        })
+        .collect();
+    let mut sim = Simulator::new(latent, PAIR_ACCURACY, [FIRST_SLOT_BIAS, 0.0, 0.0, 0.0], answer, seed);
+    let truth = sim.true_scores();
+    let options = JobOptions {
+        budget_calls_per_image: budget,
+        seed,
+        fit: FitOptions {
+            fit_slot_bias: true,
+            prior: Prior::Gaussian { precision: 0.1 },
+            ..FitOptions::default()
+        },
+        mode,
+        adaptive,
+        stop_tolerance: 0.0,
+    };
+    let mut job = Job::new((0..n).map(|i| i.to_string()).collect(), options);
+    let mut dumped = Vec::new();
+    loop {
+        let groups = job.next_round();
+        if groups.is_empty() {
+            break;
+        }
+        for group in groups {
+            let outcome = sim.judge(&group.items);
+            if dump.is_some() {
+                dumped.push(reference_record(&group.items, &outcome, answer));
+            }
+            job.record(&group, &outcome).unwrap();
+        }
+    }
+    if let Some(dir) = dump {
+        write_reference(dir, n, answer, budget, &dumped, &truth);
+    }
+    let fitted = job.fit();
+    let size4_bias: Vec<f64> = fitted
+        .slot_bias
+        .iter()
+        .filter(|b| b.group_size == 4 && b.slot > 0)
+        .map(|b| b.bias)
+        .collect();
+    // Truth: slot 0 is favoured by FIRST_SLOT_BIAS, so every other slot sits that far below it.
+    let bias_error = size4_bias
+        .iter()
+        .map(|b| (b + FIRST_SLOT_BIAS).abs())
+        .fold(0.0, f64::max);
+    Run {
+        spearman: spearman(&fitted.scores, &truth),
+        kendall: kendall(&fitted.scores, &truth),
+        top_precision: top_precision(&fitted.scores, &truth, n / 10),
+        bias_error,
+        calls_per_image: job.calls_planned() as f64 / n as f64,
+    }
+}
+
+/// A comparison in choix's form: `[winner, [losers]]` for best-of, the order for full rankings.
+fn reference_record(items: &[u32], outcome: &engine::compare::GroupOutcome, answer: Answer) -> serde_json::Value {
+    let winner_of = |stage: &engine::compare::Stage| {
+        let k = stage.probs.iter().position(|&p| p == 1.0).unwrap();
+        items[stage.slots[k] as usize]
+    };
+    match answer {
+        Answer::BestOf => {
+            let w = winner_of(&outcome.stages[0]);
+            serde_json::json!([w, items.iter().filter(|&&i| i != w).collect::<Vec<_>>()])
+        }
+        Answer::FullRanking => {
+            let mut order: Vec<u32> = outcome.stages.iter().map(winner_of).collect();
+            let last = items.iter().copied().find(|i| !order.contains(i));
+            order.extend(last);
+            serde_json::json!(order)
+        }
+    }
+}
+
+fn write_reference(dir: &str, n: usize, answer: Answer, budget: f64, records: &[serde_json::Value], truth: &[f64]) {
+    let kind = if answer == Answer::BestOf { "top1" } else { "rankings" };
+    let json = serde_json::json!({"kind": kind, "n_items": n, "alpha": 0.01, "budget": budget,
+        "comparisons": records, "true_params": truth});
+    std::fs::write(format!("{dir}/{kind}-n{n}-b{budget}.json"), json.to_string()).unwrap();
+}
+
+fn ranks(v: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&i, &j| v[j].total_cmp(&v[i]));
+    let mut r = vec![0; v.len()];
+    order.iter().enumerate().for_each(|(rank, &i)| r[i] = rank);
+    r
+}
+
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let d2: f64 = ra.iter().zip(&rb).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+/// Kendall's tau-a in O(N log N): order by `a`, count inversions of `b` by merge sort.
+fn kendall(a: &[f64], b: &[f64]) -> f64 {
+    let mut order: Vec<usize> = (0..a.len()).collect();
+    order.sort_by(|&i, &j| a[i].total_cmp(&a[j]));
+    let mut seq: Vec<f64> = order.iter().map(|&i| b[i]).collect();
+    let inversions = count_inversions(&mut seq);
+    let n = a.len() as f64;
+    let pairs = n * (n - 1.0) / 2.0;
+    1.0 - 2.0 * inversions as f64 / pairs
+}
+
+fn count_inversions(v: &mut [f64]) -> u64 {
+    if v.len() < 2 {
+        return 0;
+    }
+    let mid = v.len() / 2;
+    let mut count = count_inversions(&mut v[..mid]) + count_inversions(&mut v[mid..]);
+    let mut merged = Vec::with_capacity(v.len());
+    let (mut i, mut j) = (0, mid);
+    while i < mid && j < v.len() {
+        if v[i] <= v[j] {
+            merged.push(v[i]);
+            i += 1;
+        } else {
+            merged.push(v[j]);
+            count += (mid - i) as u64;
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&v[i..mid]);
+    merged.extend_from_slice(&v[j..]);
+    v.copy_from_slice(&merged);
+    count
+}
+
+fn top_precision(scores: &[f64], truth: &[f64], k: usize) -> f64 {
+    let (rs, rt) = (ranks(scores), ranks(truth));
+    let hits = (0..scores.len()).filter(|&i| rs[i] < k && rt[i] < k).count();
+    hits as f64 / k.max(1) as f64
+}

@@ -1,0 +1,145 @@
+//! What the user needs from the ranking, and where the effort should go for it.
+//!
+//! - [`Mode::Full`]: the whole order matters; every item stays in play.
+//! - [`Mode::TopK`]: only membership in the best k matters (a platform picking the best
+//!   uploads). Items far above or below the cut are settled; effort goes to those near it.
+//! - [`Mode::Threshold`]: a curator drops the worst fraction. Effort goes to items near the cut.
+//!
+//! The probability of being on the wanted side of the cut is `Phi((score - cut) / std_error)`,
+//! with the cut halfway between the two items that straddle it. It ignores the cut's own
+//! uncertainty, which is small next to one item's when N is large.
+
+/// Which ranking the user wants.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mode {
+    Full,
+    /// The best `k` items.
+    TopK {
+        k: usize,
+    },
+    /// The worst `fraction` (0..1) of the items, to be dropped.
+    Threshold {
+        fraction: f64,
+    },
+}
+
+/// Items whose side of the cut is still this uncertain stay in play.
+const SETTLED: f64 = 0.02;
+
+impl Mode {
+    /// For each item, P(in the top k) or P(below the threshold); `None` in full mode.
+    pub fn probabilities(&self, scores: &[f64], std_errors: &[f64]) -> Option<Vec<f64>> {
+        let n = scores.len();
+        let (cut_rank, above) = match *self {
+            Mode::Full => return None,
+            Mode::TopK { k } => (k.min(n), true),
+            Mode::Threshold { fraction } => (
+                n - ((fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n),
+                false,
+            ),
+        };
+        let mut sorted = scores.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let cut = match cut_rank {
+            0 => f64::INFINITY,
+            r if r >= n => f64::NEG_INFINITY,
+            r => (sorted[r - 1] + sorted[r]) / 2.0,
+        };
+        let probs = scores
+            .iter()
+            .zip(std_errors)
+            .map(|(&s, &se)| {
+                let p_above = normal_cdf((s - cut) / se.max(1e-12));
+                if above {
+                    p_above
+                } else {
+                    1.0 - p_above
+                }
+            })
+            .collect();
+        Some(probs)
+    }
+
+    /// The items still worth comparing: all of them in full mode, else those whose side of the
+    /// cut is uncertain, widened to at least a few groups' worth around the cut so that they have
+    /// neighbours to be compared with.
+    pub fn active_items(&self, scores: &[f64], std_errors: &[f64]) -> Vec<u32> {
+        let Some(probs) = self.probabilities(scores, std_errors) else {
+            return (0..scores.len() as u32).collect();
+        };
+        let uncertain: Vec<u32> = (0..scores.len() as u32)
+            .filter(|&i| (SETTLED..=1.0 - SETTLED).contains(&probs[i as usize]))
+            .collect();
+        if uncertain.is_empty() {
+            return uncertain;
+        }
+        // The least settled items, at least 8 of them (two groups of 4).
+        let mut by_doubt: Vec<u32> = (0..scores.len() as u32).collect();
+        by_doubt.sort_by(|&a, &b| {
+            let doubt = |i: u32| (probs[i as usize] - 0.5).abs();
+            doubt(a).total_cmp(&doubt(b)).then(a.cmp(&b))
+        });
+        by_doubt.truncate(uncertain.len().max(8).min(scores.len()));
+        by_doubt.sort_unstable();
+        by_doubt
+    }
+}
+
+/// The standard normal CDF, via the complementary error function (Numerical Recipes' erfc
+/// Chebyshev fit, relative error below 1.2e-7).
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * erfc(-x / std::f64::consts::SQRT_2)
+}
+
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.26551223
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807
+                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_cdf_matches_known_values() {
+        for (x, want) in [(0.0, 0.5), (1.0, 0.841344746), (-1.96, 0.024997895), (3.0, 0.998650102)] {
+            assert!((normal_cdf(x) - want).abs() < 1e-6, "{x}: {}", normal_cdf(x));
+        }
+    }
+
+    #[test]
+    fn top_k_probabilities_follow_the_scores_and_settle_far_items() {
+        let scores: Vec<f64> = (0..20).map(|i| -(i as f64)).collect();
+        let se = vec![0.5; 20];
+        let p = Mode::TopK { k: 5 }.probabilities(&scores, &se).unwrap();
+        assert!(p[0] > 0.999 && p[19] < 0.001);
+        assert!(p.windows(2).all(|w| w[0] >= w[1]));
+        assert!((p[4] - (1.0 - p[5])).abs() < 1e-9, "symmetric about the cut");
+        let active = Mode::TopK { k: 5 }.active_items(&scores, &se);
+        assert!(active.contains(&4) && active.contains(&5) && !active.contains(&0) && !active.contains(&19));
+    }
+
+    #[test]
+    fn threshold_probabilities_mark_the_worst_fraction() {
+        let scores: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        let p = Mode::Threshold { fraction: 0.3 }
+            .probabilities(&scores, &[0.1; 10])
+            .unwrap();
+        assert!(p[0] > 0.99 && p[2] > 0.99 && p[3] < 0.01 && p[9] < 0.01, "{p:?}");
+        assert_eq!(Mode::Full.active_items(&scores, &[0.1; 10]).len(), 10);
+    }
+}
