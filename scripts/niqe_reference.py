@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Write the NIQE parity reference: engine/tests/data/classical/niqe_reference.json.
 
-Runs scikit-video's own `skvideo.measure.niqe` on the example photos (examples/photos/*.jpg).
+Runs scikit-video's own `skvideo.measure.niqe` on the example photos (examples/photos/*.jpg) and
+on two 200-pixel PNGs it writes to engine/tests/data/classical/ (astronaut, sharp and blurred), on
+which both sides see the same pixels (JPEG decoders differ by a grey level here and there).
 Its code predates current numpy and scipy, so two removed names are restored first, both with
 their historical behaviour:
   - `np.int` (removed in numpy 1.24) is the builtin `int`;
@@ -18,10 +20,20 @@ import os
 
 import numpy as np
 import scipy.misc
-from PIL import Image
+import skimage.data
+from PIL import Image, ImageFilter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "engine", "tests", "data", "classical", "niqe_reference.json")
+DATA = os.path.join(ROOT, "engine", "tests", "data", "classical")
+OUT = os.path.join(DATA, "niqe_reference.json")
+
+
+def write_pngs():
+    """A 200x200 centre crop of astronaut at half size, and the same blurred."""
+    img = Image.fromarray(skimage.data.astronaut()).resize((256, 256), Image.LANCZOS)
+    img = img.crop((28, 28, 228, 228))
+    img.save(os.path.join(DATA, "niqe-astronaut.png"), optimize=True)
+    img.filter(ImageFilter.GaussianBlur(radius=2)).save(os.path.join(DATA, "niqe-astronaut-blur.png"), optimize=True)
 
 
 def imresize(arr, size, interp="bicubic", mode=None):
@@ -39,8 +51,11 @@ import skvideo.utils  # noqa: E402
 
 
 def main():
+    write_pngs()
     scores = {}
-    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "photos", "*.jpg"))):
+    paths = sorted(glob.glob(os.path.join(DATA, "niqe-*.png")))
+    paths += sorted(glob.glob(os.path.join(ROOT, "examples", "photos", "*.jpg")))
+    for path in paths:
         rgb = np.asarray(Image.open(path).convert("RGB")).astype(np.float64)
         luma = skvideo.utils.rgb2gray(rgb)
         scores[os.path.relpath(path, ROOT)] = float(skvideo.measure.niqe(luma)[0])

@@ -70,28 +70,36 @@ fn images_under_194_pixels_a_side_have_no_niqe() {
     assert!(niqe_score(&enough).is_finite());
 }
 
-/// `scripts/niqe_reference.py` ran scikit-video's `niqe` on the example photos. We differ in the
-/// JPEG decoder (a grey level here and there), in precision (scikit-video filters and averages in
-/// float32) and, through both, in the α grid point each fit lands on; measured: Spearman 0.995,
-/// largest difference 1.4 on scores of 10 to 42.
+/// `scripts/niqe_reference.py` ran scikit-video's `niqe` on two PNGs and on the example photos.
+/// On the PNGs both sides see the same pixels and differ only in precision (scikit-video filters
+/// and averages in float32): measured 4e-4, allowed 0.01. On the JPEGs our decoder and Pillow's
+/// also disagree by a grey level here and there, which can move a fit to another α grid point:
+/// measured Spearman 0.997 and largest difference 1.4 on scores of 10 to 42, allowed 0.95 and 2.
 #[test]
 fn niqe_tracks_scikit_video() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("engine/tests/data/classical/niqe_reference.json")).unwrap();
     let reference: BTreeMap<String, f64> = serde_json::from_str(&text).unwrap();
-    assert!(reference.len() >= 20);
+    assert!(reference.len() >= 22);
     let (mut theirs, mut ours) = (Vec::new(), Vec::new());
+    let (mut max_png, mut max_jpeg) = (0.0_f64, 0.0_f64);
     for (file, expected) in &reference {
         let score = niqe_score(&image::open(root.join(file)).unwrap().to_rgb8());
         println!("{file}: scikit-video {expected:.4} ours {score:.4}");
+        let diff = (score - expected).abs();
+        if file.ends_with(".png") {
+            max_png = max_png.max(diff);
+        } else {
+            max_jpeg = max_jpeg.max(diff);
+        }
         theirs.push(*expected);
         ours.push(score);
     }
-    let max_diff = theirs.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let rho = spearman(&theirs, &ours);
-    println!("spearman {rho:.4}, max abs diff {max_diff:.3}");
+    println!("spearman {rho:.4}, max abs diff png {max_png:.2e} jpeg {max_jpeg:.3}");
     assert!(rho >= 0.95, "spearman {rho}");
-    assert!(max_diff <= 2.0, "max abs diff {max_diff}");
+    assert!(max_png <= 0.01, "max abs diff on PNGs {max_png}");
+    assert!(max_jpeg <= 2.0, "max abs diff on JPEGs {max_jpeg}");
 }
 
 /// Spearman's coefficient for scores without ties.
