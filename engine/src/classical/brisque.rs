@@ -34,8 +34,9 @@ fn grey(rgb: &RgbImage) -> Plane {
         b.mul_add(wb, r.mul_add(wr, g * wg))
     })
 }
+
 /// Each side must be at least this long so that the half-size scale still has pairs of pixels.
-pub(crate) const MIN_SIDE: usize = 4;
+const MIN_SIDE: usize = 4;
 
 /// The 18 features of one scale, in the package's order: MSCN (α, σ²), then for the horizontal,
 /// vertical, main-diagonal and secondary-diagonal products (α, mean, σ_l², σ_r²).
@@ -84,7 +85,7 @@ fn scale_features(grey: &Plane) -> [f64; 18] {
 }
 
 /// The 36 BRISQUE features of an image: 18 at full size, then 18 at half size.
-pub(crate) fn brisque_features(rgb: &RgbImage) -> [f64; NUM_FEATURES] {
+fn brisque_features(rgb: &RgbImage) -> [f64; NUM_FEATURES] {
     let grey = grey(rgb);
     let full = scale_features(&grey);
     let half = scale_features(&opencv_cubic_half(&grey));

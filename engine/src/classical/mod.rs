@@ -8,7 +8,7 @@
 //!
 //! Both raw metrics are "lower is better". As [`Comparator`]s, [`Brisque`] and [`Niqe`] report the
 //! negated value, so that higher is better as the trait requires, and answer groups with the
-//! Plackett-Luce probabilities those scores imply ([`choice`]).
+//! Plackett-Luce probabilities those scores imply (module `choice`).
 
 mod aggd;
 mod brisque;

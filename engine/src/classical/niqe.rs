@@ -31,7 +31,7 @@ const LUMA_WEIGHTS: [f64; 3] = [0.2989, 0.5870, 0.1140];
 /// Patch side at full size; half of it at half size.
 const PATCH: usize = 96;
 /// scikit-video asserts each side is over 2 × 96 + 1 pixels.
-pub(crate) const MIN_SIDE: usize = 2 * PATCH + 2;
+const MIN_SIDE: usize = 2 * PATCH + 2;
 const NUM_FEATURES: usize = 36;
 
 #[derive(Debug, Deserialize)]
