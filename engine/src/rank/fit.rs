@@ -117,9 +117,10 @@ pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
     let mut beta = [0.0f64; NUM_KEYS];
     let mut iterations = 0;
     let mut converged = false;
+    let mut objective = problem.objective(&theta, &beta);
     while iterations < options.max_iterations {
         let change = match options.prior {
-            Prior::Gaussian { .. } => problem.squarem_cycle(&mut theta, &mut beta, &mut iterations),
+            Prior::Gaussian { .. } => problem.squarem_cycle(&mut theta, &mut beta, &mut objective, &mut iterations),
             Prior::ChoixAlpha { .. } => {
                 iterations += 1;
                 problem.mm_step(&mut theta, &mut beta)
@@ -202,17 +203,49 @@ impl Problem<'_> {
         change
     }
 
-    /// The log-posterior that the Gaussian-prior fit maximises.
+    /// The log-posterior that the Gaussian-prior fit maximises. It is computed from the
+    /// strengths `exp(theta)`, one logarithm per stage, because it runs once per SQUAREM cycle;
+    /// scores stay within +-50, far from overflow.
     fn objective(&self, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
-        log_likelihood(self.obs, theta, beta) - self.lambda / 2.0 * theta.iter().map(|t| t * t).sum::<f64>()
+        let strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
+        let exp_beta = beta.map(f64::exp);
+        let per_chunk: Vec<f64> = stage_chunks(self.obs)
+            .into_par_iter()
+            .map(|range| {
+                range
+                    .map(|s| {
+                        let stage = self.obs.stage(s);
+                        let mass: f64 = stage.probs.iter().map(|&p| f64::from(p)).sum();
+                        let chosen: f64 = stage
+                            .items
+                            .iter()
+                            .zip(stage.slots)
+                            .zip(stage.probs)
+                            .map(|((&i, &slot), &p)| {
+                                f64::from(p) * (theta[i as usize] + beta[key_index(stage.group_size, slot)])
+                            })
+                            .sum();
+                        chosen - mass * stage_total(&stage, &strength, &exp_beta).ln()
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        per_chunk.into_iter().sum::<f64>() - self.lambda / 2.0 * theta.iter().map(|t| t * t).sum::<f64>()
     }
 
     /// One SQUAREM cycle (Varadhan and Roland, 2008): two MM steps give the direction and speed
     /// of convergence, an extrapolated point jumps ahead along them, and one more MM step from
-    /// there stabilises it. The jump is kept only if it does not lower the log-posterior, so the
-    /// fit stays monotone. MM converges linearly and slowly on large sparse graphs; this cuts
-    /// the number of passes over the data several times. Returns the last MM step's change.
-    fn squarem_cycle(&self, theta: &mut Vec<f64>, beta: &mut [f64; NUM_KEYS], iterations: &mut usize) -> f64 {
+    /// there stabilises it. The jump is kept only if its log-posterior is at least that of the
+    /// cycle's start (`objective`, carried between cycles), so the fit stays monotone; otherwise
+    /// the plain two-step MM result is kept. MM converges linearly and slowly on large sparse
+    /// graphs; this cuts the passes over the data several times. Returns the last step's change.
+    fn squarem_cycle(
+        &self,
+        theta: &mut Vec<f64>,
+        beta: &mut [f64; NUM_KEYS],
+        objective: &mut f64,
+        iterations: &mut usize,
+    ) -> f64 {
         let (theta0, beta0) = (theta.clone(), *beta);
         self.mm_step(theta, beta);
         let (theta1, beta1) = (theta.clone(), *beta);
@@ -233,6 +266,7 @@ impl Problem<'_> {
         });
         let step = -(r2 / v2).sqrt();
         if !(step < -1.0 && step.is_finite()) {
+            *objective = self.objective(theta, beta);
             return change; // no acceleration to gain: s2 is the plain MM result
         }
         let jump = |s0: f64, s1: f64, s2: f64| s0 - 2.0 * step * (s1 - s0) + step * step * (s2 - 2.0 * s1 + s0);
@@ -248,11 +282,14 @@ impl Problem<'_> {
         }
         let jump_change = self.mm_step(&mut theta_jump, &mut beta_jump);
         *iterations += 1;
-        if self.objective(&theta_jump, &beta_jump) >= self.objective(theta, beta) {
+        let jump_objective = self.objective(&theta_jump, &beta_jump);
+        if jump_objective >= *objective {
             *theta = theta_jump;
             *beta = beta_jump;
+            *objective = jump_objective;
             return jump_change.max(change);
         }
+        *objective = self.objective(theta, beta);
         change
     }
 }
