@@ -72,8 +72,11 @@ impl Module for LayerNorm {
 /// mask broadcast over batch and heads. Scores and softmax are in f32, as the reference upcasts.
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let dtype = q.dtype();
+    // Scaling q rather than the scores saves a pass over the largest tensor; candle's
+    // elementwise ops are single-threaded on the CPU. kᵀ stays a strided view: gemm reads it.
     let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?.to_dtype(DType::F32)?;
+    let q = (q.contiguous()? * scale)?;
+    let scores = q.matmul(&k.contiguous()?.t()?)?.to_dtype(DType::F32)?;
     let scores = match mask {
         Some(m) => scores.broadcast_add(m)?,
         None => scores,

@@ -7,7 +7,8 @@
 //! are bit-identical to the reference: a float bicubic would differ by one level at some pixels.
 //!
 //! The square is never materialised: rows are padded one at a time as the horizontal pass reads
-//! them, so a large photo costs one row of padding, not a second full-size copy.
+//! them (or read in place when no side padding is needed), so a large photo costs no second
+//! full-size copy.
 
 use image::RgbImage;
 use rayon::prelude::*;
@@ -81,31 +82,63 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
+/// The image centred on a square of background, read row by row without building it.
+struct Square<'a> {
+    src: &'a [u8],
+    width: usize,
+    height: usize,
+    side: usize,
+    left: usize,
+    top: usize,
+    /// One full row of background.
+    background: Vec<u8>,
+}
+
+impl<'a> Square<'a> {
+    fn new(img: &'a RgbImage) -> Self {
+        let (width, height) = (img.width() as usize, img.height() as usize);
+        let side = width.max(height);
+        Self {
+            src: img.as_raw(),
+            width,
+            height,
+            side,
+            left: (side - width) / 2,
+            top: (side - height) / 2,
+            background: BACKGROUND.iter().copied().cycle().take(side * 3).collect(),
+        }
+    }
+
+    /// Row `y` of the square: the source row itself when it spans the square, else assembled
+    /// in `scratch` from background and the source row.
+    fn row<'s>(&'s self, y: usize, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+        if !(self.top..self.top + self.height).contains(&y) {
+            return &self.background;
+        }
+        let start = (y - self.top) * self.width * 3;
+        let line = &self.src[start..start + self.width * 3];
+        if self.width == self.side {
+            return line;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(&self.background[..self.left * 3]);
+        scratch.extend_from_slice(line);
+        scratch.extend_from_slice(&self.background[(self.left + self.width) * 3..]);
+        scratch
+    }
+}
+
 /// Pads `img` to a centred square of side `max(w, h)` and resizes it to `size`×`size`, as
 /// `expand2square` + Pillow BICUBIC do. Returns packed RGB8.
 pub(crate) fn square_resize(img: &RgbImage, size: usize) -> RgbImage {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let side = w.max(h);
-    let (left, top) = ((side - w) / 2, (side - h) / 2);
-    let src = img.as_raw();
-    // One row of the virtual square: background, the image row (if any), background.
-    let padded_row = |y: usize, row: &mut Vec<u8>| {
-        row.clear();
-        for _ in 0..side {
-            row.extend_from_slice(&BACKGROUND);
-        }
-        if (top..top + h).contains(&y) {
-            let start = (y - top) * w * 3;
-            row[left * 3..(left + w) * 3].copy_from_slice(&src[start..start + w * 3]);
-        }
-    };
+    let square = Square::new(img);
+    let side = square.side;
     if side == size {
         // Pillow skips both passes when the size does not change: a plain copy.
         let mut out = Vec::with_capacity(size * size * 3);
-        let mut row = Vec::new();
+        let mut scratch = Vec::new();
         for y in 0..side {
-            padded_row(y, &mut row);
-            out.extend_from_slice(&row);
+            out.extend_from_slice(square.row(y, &mut scratch));
         }
         return RgbImage::from_raw(size as u32, size as u32, out).expect("size matches the buffer");
     }
@@ -118,19 +151,19 @@ pub(crate) fn square_resize(img: &RgbImage, size: usize) -> RgbImage {
     middle
         .par_chunks_mut(size * 3)
         .enumerate()
-        .for_each_init(Vec::new, |row, (i, out)| {
-            padded_row(first_row + i, row);
+        .for_each_init(Vec::new, |scratch, (i, out)| {
+            let row = square.row(first_row + i, scratch);
             for (x, t) in horizontal.iter().enumerate() {
                 let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                for (k, &wt) in t.weights.iter().enumerate() {
-                    let px = &row[(t.first + k) * 3..(t.first + k) * 3 + 3];
-                    for c in 0..3 {
-                        acc[c] += i32::from(px[c]) * wt;
-                    }
+                let taps = &row[t.first * 3..(t.first + t.weights.len()) * 3];
+                for (px, &wt) in taps.chunks_exact(3).zip(&t.weights) {
+                    acc[0] += i32::from(px[0]) * wt;
+                    acc[1] += i32::from(px[1]) * wt;
+                    acc[2] += i32::from(px[2]) * wt;
                 }
-                for c in 0..3 {
-                    out[x * 3 + c] = clip8(acc[c]);
-                }
+                out[x * 3] = clip8(acc[0]);
+                out[x * 3 + 1] = clip8(acc[1]);
+                out[x * 3 + 2] = clip8(acc[2]);
             }
         });
     let stride = size * 3;
