@@ -38,10 +38,19 @@ pub enum Command {
         The output has one row per item, as for `qrank rank`."
     )]
     Fit(FitArgs),
+    /// Run the service: take RankJob messages from AMQP, publish RankResults.
+    #[command(
+        after_help = "Every key of the configuration file can be overridden by an environment variable \
+        QRANK_<SECTION>__<KEY>, e.g. QRANK_AMQP__URL=amqps://user:pass@broker/vhost or \
+        QRANK_SHUTDOWN__GRACE_PERIOD_SECS=60. Object stores are configured as for `qrank rank`. \
+        A bad configuration exits with code 64 before any port is bound."
+    )]
+    Serve(ServeArgs),
 }
 
 /// The quality model that judges the images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ModelName {
     /// BRISQUE (Mittal et al. 2012) with the published LIVE-trained SVR. Scores each image once.
     Brisque,
@@ -105,6 +114,16 @@ pub struct FitArgs {
     pub tolerance: f64,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML); without it, defaults and QRANK_* variables apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration and exit: 0 when valid, 64 when not. Binds nothing.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// A mistake in how qrank was called, reported with exit code 64.

@@ -4,11 +4,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod actors;
 mod cli;
 mod commands;
+mod config;
+mod load;
 mod models;
 mod output;
 mod pipeline;
+mod service;
 mod source;
 
 use cli::{Cli, Command};
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rank(args) => commands::rank(args),
         Command::Fit(args) => commands::fit(args),
+        Command::Serve(args) => service::run::serve(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use engine::compare::Comparator;
-use engine::image::{decode, Image, Limits};
+use engine::image::{Image, Limits};
 use engine::job::{Job, JobOptions};
 use engine::rank::Ranking;
 use futures::TryStreamExt;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use object_store::ObjectMeta;
 
 use crate::source::Source;
 
@@ -59,6 +59,9 @@ pub trait Progress: Send + Sync {
     fn comparisons_planned(&self, total: usize);
     fn compared(&self);
 }
+
+/// Attempts to fetch one image before reporting it.
+const FETCH_ATTEMPTS: u32 = 3;
 
 /// A loaded image: its direct score, or the prepared image for comparisons.
 enum Loaded {
@@ -133,24 +136,10 @@ async fn load(
     comparator: Arc<dyn Comparator>,
     limits: Limits,
 ) -> Result<Loaded, FileError> {
-    let fail = |kind: &'static str, reason: String| FileError {
-        name: name.to_owned(),
-        kind,
-        reason,
-    };
-    limits
-        .check_bytes(name, meta.size)
-        .map_err(|e| fail(e.kind(), e.to_string()))?;
-    let bytes = async { source.store.get(&meta.location).await?.bytes().await }
-        .await
-        .map_err(|e| fail("fetch", format!("{name}: {e}")))?;
-    let name = name.to_owned();
+    let bytes = crate::load::fetch(source, meta, name, &limits, FETCH_ATTEMPTS).await?;
+    let (name, panicked_name) = (name.to_owned(), name.to_owned());
     tokio::task::spawn_blocking(move || {
-        let image = decode(&name, &bytes, &limits).map_err(|e| FileError {
-            name: name.clone(),
-            kind: e.kind(),
-            reason: e.to_string(),
-        })?;
+        let image = crate::load::decode_image(&name, bytes.as_ref(), &limits)?;
         drop(bytes);
         if comparator.scores_directly() {
             let score = comparator.score(&image).map_err(|e| FileError {
@@ -164,7 +153,13 @@ async fn load(
         }
     })
     .await
-    .unwrap_or_else(|panic| Err(fail("model", format!("decoder panicked: {panic}"))))
+    .unwrap_or_else(|panic| {
+        Err(FileError {
+            reason: format!("{panicked_name}: decoder panicked: {panic}"),
+            name: panicked_name,
+            kind: "model",
+        })
+    })
 }
 
 /// The comparison path: plan rounds, ask the comparator, fit. A failed group is skipped (its

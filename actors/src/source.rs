@@ -83,8 +83,8 @@ impl Source {
 
     /// Every object under the prefix (recursively, or only direct children), skipping hidden
     /// files such as `.DS_Store`.
-    pub fn list(&self, recursive: bool) -> BoxStream<'_, object_store::Result<ObjectMeta>> {
-        let listing: BoxStream<'_, _> = if recursive {
+    pub fn list(&self, recursive: bool) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let listing: BoxStream<'static, _> = if recursive {
             self.store.list(self.prefix.as_ref())
         } else {
             let store = self.store.clone();

@@ -1,0 +1,593 @@
+//! One job, from its delivery to its ack. The coordinator owns the job's progress: it pulls the
+//! listing in batches, keeps a bounded number of images loading or being scored, drives the
+//! comparison rounds (answering from the checkpoint when a redelivered job resumes), checkpoints
+//! new answers, and finally writes the result, publishes it with a confirm, and only then acks.
+//!
+//! Anything that goes wrong inside the job ends here as a reported failure; the handler never
+//! returns `Err`, so the actor stops only when its job is done.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use engine::compare::{GroupOutcome, Stage};
+use engine::image::Image;
+use engine::job::Job;
+use engine::rank::{ComparisonRecord, Ranking};
+use engine::schedule::Group;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Acker;
+use lapin::BasicProperties;
+use object_store::ObjectMeta;
+use prost::Message;
+use protos::v1::{self, RankProgress, RankResult};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::Instrument;
+
+use super::inference::Task;
+use super::lister::{self, Lister, ListerMsg};
+use super::loader::Load;
+use super::publisher::{Outgoing, PublisherMsg};
+use super::ranker::RankerMsg;
+use super::scheduler::{self, Scheduler, SchedulerMsg};
+use super::{loader_name, lookup, INFERENCE, PUBLISHER, RANKER};
+use crate::pipeline::{FileError, Report, Stats};
+use crate::service::wire::{failed_result, ranked_result, JobSpec};
+use crate::service::Context;
+
+/// How long to wait for the broker to confirm a result.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub enum CoordinatorMsg {
+    Start,
+    /// A batch of the listing; `true` when it is the last.
+    Listed(Vec<Result<ObjectMeta, FileError>>, bool),
+    ListFailed(String),
+    Loaded(Result<Image, FileError>),
+    Scored(String, Result<f64, FileError>),
+    /// The next round of groups, and the job's total planned calls.
+    Round(Vec<Group>, usize),
+    Compared(Group, Result<GroupOutcome, String>),
+    Ranked(Result<Ranking, String>),
+}
+
+pub struct Coordinator;
+
+pub struct Arguments {
+    pub ctx: Context,
+    pub spec: JobSpec,
+    pub acker: Acker,
+    pub redelivered: bool,
+}
+
+pub struct State {
+    ctx: Context,
+    spec: JobSpec,
+    acker: Acker,
+    redelivered: bool,
+    span: tracing::Span,
+    started: Instant,
+    done: bool,
+    // Loading.
+    lister: Option<ActorRef<ListerMsg>>,
+    listing_done: bool,
+    awaiting_batch: bool,
+    pending: VecDeque<ObjectMeta>,
+    in_flight: usize,
+    next_loader: usize,
+    loading_done: bool,
+    scored: Vec<(String, f64)>,
+    prepared: Vec<Image>,
+    errors: Vec<FileError>,
+    num_listed: u64,
+    num_loaded: u64,
+    // Comparing.
+    scheduler: Option<ActorRef<SchedulerMsg>>,
+    images: Arc<Vec<Image>>,
+    round: VecDeque<Group>,
+    resumable: HashMap<Vec<String>, Vec<Stage>>,
+    unsaved: Vec<ComparisonRecord>,
+    next_checkpoint_part: u32,
+    num_groups: u64,
+    num_groups_resumed: u64,
+    num_groups_planned: u64,
+    num_model_calls: u64,
+}
+
+impl Actor for Coordinator {
+    type Msg = CoordinatorMsg;
+    type State = State;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, _myself: ActorRef<CoordinatorMsg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        let span = tracing::info_span!("job", job_id = %args.spec.job_id, redelivered = args.redelivered);
+        Ok(State {
+            ctx: args.ctx,
+            spec: args.spec,
+            acker: args.acker,
+            redelivered: args.redelivered,
+            span,
+            started: Instant::now(),
+            done: false,
+            lister: None,
+            listing_done: false,
+            awaiting_batch: false,
+            pending: VecDeque::new(),
+            in_flight: 0,
+            next_loader: 0,
+            loading_done: false,
+            scored: Vec::new(),
+            prepared: Vec::new(),
+            errors: Vec::new(),
+            num_listed: 0,
+            num_loaded: 0,
+            scheduler: None,
+            images: Arc::new(Vec::new()),
+            round: VecDeque::new(),
+            resumable: HashMap::new(),
+            unsaved: Vec::new(),
+            next_checkpoint_part: 0,
+            num_groups: 0,
+            num_groups_resumed: 0,
+            num_groups_planned: 0,
+            num_model_calls: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<CoordinatorMsg>,
+        message: CoordinatorMsg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.done {
+            return Ok(());
+        }
+        let span = state.span.clone();
+        async {
+            if let Err(e) = step(&myself, message, state).await {
+                if state.done {
+                    tracing::warn!(error = format!("{e:#}"), "finishing the job failed");
+                } else {
+                    give_up(&myself, state, format!("{e:#}")).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<CoordinatorMsg>,
+        event: SupervisionEvent,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        // The lister and scheduler stop on their own when done; only a crash matters.
+        if let SupervisionEvent::ActorFailed(_, error) = event {
+            if !state.done {
+                let span = state.span.clone();
+                give_up(&myself, state, format!("a helper actor crashed: {error}"))
+                    .instrument(span)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state: &mut State) -> Result<()> {
+    match message {
+        CoordinatorMsg::Start => start(myself, state).await?,
+        CoordinatorMsg::Listed(batch, last) => {
+            for item in batch {
+                match item {
+                    Ok(meta) => {
+                        state.num_listed += 1;
+                        state.pending.push_back(meta);
+                    }
+                    Err(e) => image_failed(state, e),
+                }
+            }
+            state.listing_done = last;
+            state.awaiting_batch = false;
+            load_more(myself, state);
+            loading_finished(myself, state).await?;
+        }
+        CoordinatorMsg::ListFailed(reason) => return Err(anyhow!(reason)),
+        CoordinatorMsg::Loaded(Ok(image)) => {
+            state.num_loaded += 1;
+            if state.ctx.compares_groups() {
+                state.prepared.push(image);
+                state.in_flight -= 1;
+            } else {
+                let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
+                state.num_model_calls += 1;
+                worker
+                    .cast(Task::Score(image, myself.clone()))
+                    .map_err(|_| anyhow!("the inference worker stopped"))?;
+            }
+            load_more(myself, state);
+            loading_finished(myself, state).await?;
+        }
+        CoordinatorMsg::Loaded(Err(e)) => {
+            image_failed(state, e);
+            state.in_flight -= 1;
+            load_more(myself, state);
+            loading_finished(myself, state).await?;
+        }
+        CoordinatorMsg::Scored(name, score) => {
+            state.in_flight -= 1;
+            match score {
+                Ok(score) => state.scored.push((name, score)),
+                Err(e) => image_failed(state, e),
+            }
+            load_more(myself, state);
+            loading_finished(myself, state).await?;
+        }
+        CoordinatorMsg::Round(groups, planned) => {
+            state.num_groups_planned = planned as u64;
+            state.round = groups.into();
+            ask_more(myself, state)?;
+            round_finished(state).await?;
+        }
+        CoordinatorMsg::Compared(group, outcome) => {
+            state.in_flight -= 1;
+            match outcome {
+                Ok(outcome) => {
+                    state.num_groups += 1;
+                    state.ctx.metrics.groups_answered.inc();
+                    state.unsaved.push(ComparisonRecord {
+                        items: group_names(&state.images, &group),
+                        stages: outcome.stages.clone(),
+                        criterion: Some(state.spec.criterion.clone()),
+                        model: Some(state.ctx.comparator.model_id()),
+                    });
+                    scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
+                    if state.unsaved.len() >= state.ctx.config.pipeline.checkpoint_every_groups {
+                        save_checkpoint(state).await?;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "comparison failed; the group is skipped"),
+            }
+            ask_more(myself, state)?;
+            round_finished(state).await?;
+        }
+        CoordinatorMsg::Ranked(ranking) => {
+            let ranking = ranking.map_err(|e| anyhow!(e))?;
+            let num_images = ranking.items.len();
+            let report = Report {
+                model: state.ctx.comparator.model_id(),
+                ranking,
+                errors: std::mem::take(&mut state.errors),
+                stats: Stats {
+                    num_images,
+                    num_model_calls: state.num_model_calls as usize,
+                    seconds: state.started.elapsed().as_secs_f64(),
+                },
+            };
+            let result = ranked_result(&state.spec, &report, state.num_groups, state.num_groups_resumed);
+            finish(myself, state, result).await?;
+            state.ctx.metrics.jobs_completed.with_label_values(&["ranked"]).inc();
+        }
+    }
+    Ok(())
+}
+
+async fn start(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
+    if let Some(earlier) = state.spec.output.existing_result().await? {
+        tracing::info!("the job already has a result; republishing it");
+        state
+            .ctx
+            .metrics
+            .jobs_completed
+            .with_label_values(&["republished"])
+            .inc();
+        publish_result(state, earlier).await?;
+        return ack(myself, state).await;
+    }
+    if state.ctx.compares_groups() {
+        let (records, parts) = state.spec.output.read_checkpoint().await?;
+        if !records.is_empty() {
+            tracing::info!(num_records = records.len(), "resuming from checkpoint");
+        }
+        state.next_checkpoint_part = parts;
+        state.resumable = records.into_iter().map(|r| (r.items, r.stages)).collect();
+    }
+    let (lister, _) = Actor::spawn_linked(
+        None,
+        Lister,
+        lister::Arguments {
+            source: state.spec.source.clone(),
+            recursive: state.spec.recursive,
+            keys: std::mem::take(&mut state.spec.keys),
+            coordinator: myself.clone(),
+        },
+        myself.get_cell(),
+    )
+    .await
+    .context("starting the lister")?;
+    lister.cast(ListerMsg::Next)?;
+    state.lister = Some(lister);
+    state.awaiting_batch = true;
+    progress(state, v1::Stage::Loading);
+    Ok(())
+}
+
+fn image_failed(state: &mut State, error: FileError) {
+    tracing::info!(image = %error.name, error_type = error.kind, "image skipped");
+    state.ctx.metrics.image_errors.with_label_values(&[error.kind]).inc();
+    state.errors.push(error);
+}
+
+/// Send listed objects to the loaders while under the in-flight limit; ask for the next batch
+/// of the listing once few are pending.
+fn load_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) {
+    let (limit, num_loaders) = (
+        state.ctx.config.pipeline.max_images_in_flight,
+        state.ctx.config.pipeline.num_loaders,
+    );
+    while state.in_flight < limit {
+        let Some(meta) = state.pending.pop_front() else { break };
+        let loader = lookup::<Load>(&loader_name(state.next_loader % num_loaders));
+        state.next_loader += 1;
+        let name = state.spec.source.display_name(&meta.location);
+        let load = Load {
+            source: state.spec.source.clone(),
+            meta,
+            reply_to: myself.clone(),
+        };
+        match loader.map(|loader| loader.cast(load)) {
+            Some(Ok(())) => state.in_flight += 1,
+            _ => image_failed(
+                state,
+                FileError {
+                    reason: format!("{name}: no image loader is running"),
+                    name,
+                    kind: "fetch",
+                },
+            ),
+        }
+    }
+    if !state.listing_done && !state.awaiting_batch && state.pending.len() < lister::BATCH {
+        if let Some(lister) = &state.lister {
+            state.awaiting_batch = lister.cast(ListerMsg::Next).is_ok();
+        }
+    }
+}
+
+/// Once every listed image is loaded (and scored), rank by score or start comparing.
+async fn loading_finished(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
+    if state.loading_done
+        || !state.listing_done
+        || state.awaiting_batch
+        || !state.pending.is_empty()
+        || state.in_flight > 0
+    {
+        return Ok(());
+    }
+    state.loading_done = true;
+    tracing::info!(
+        num_images = state.num_loaded,
+        num_errors = state.errors.len(),
+        "images loaded"
+    );
+    let ranker = || lookup::<RankerMsg>(RANKER).ok_or_else(|| anyhow!("the ranker is not running"));
+    if !state.ctx.compares_groups() {
+        progress(state, v1::Stage::Fitting);
+        ranker()?.cast(RankerMsg::Scores(std::mem::take(&mut state.scored), myself.clone()))?;
+        return Ok(());
+    }
+    let mut images = std::mem::take(&mut state.prepared);
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    let names = images.iter().map(|image| image.name.clone()).collect();
+    state.images = Arc::new(images);
+    let (scheduler, _) = Actor::spawn_linked(
+        None,
+        Scheduler,
+        scheduler::Arguments {
+            job: Job::new(names, state.spec.options.clone()),
+            coordinator: myself.clone(),
+        },
+        myself.get_cell(),
+    )
+    .await
+    .context("starting the scheduler")?;
+    scheduler.cast(SchedulerMsg::NextRound)?;
+    state.scheduler = Some(scheduler);
+    progress(state, v1::Stage::Comparing);
+    Ok(())
+}
+
+fn scheduler(state: &State) -> Result<&ActorRef<SchedulerMsg>> {
+    state.scheduler.as_ref().ok_or_else(|| anyhow!("no scheduler"))
+}
+
+fn group_names(images: &[Image], group: &Group) -> Vec<String> {
+    group.items.iter().map(|&i| images[i as usize].name.clone()).collect()
+}
+
+/// Send the round's groups to the inference worker while under the in-flight limit. A group
+/// answered by the checkpoint is recorded at once, without asking the comparator.
+fn ask_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
+    let limit = state.ctx.config.pipeline.max_images_in_flight;
+    while state.in_flight < limit {
+        let Some(group) = state.round.pop_front() else { break };
+        if let Some(stages) = state.resumable.get(&group_names(&state.images, &group)) {
+            let outcome = GroupOutcome { stages: stages.clone() };
+            state.num_groups += 1;
+            state.num_groups_resumed += 1;
+            state.ctx.metrics.groups_resumed.inc();
+            scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
+            continue;
+        }
+        let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
+        worker
+            .cast(Task::Compare {
+                images: state.images.clone(),
+                group,
+                criterion: state.spec.criterion.clone(),
+                reply_to: myself.clone(),
+            })
+            .map_err(|_| anyhow!("the inference worker stopped"))?;
+        state.num_model_calls += 1;
+        state.in_flight += 1;
+    }
+    Ok(())
+}
+
+/// At the end of a round, checkpoint and ask for the next one.
+async fn round_finished(state: &mut State) -> Result<()> {
+    if !state.round.is_empty() || state.in_flight > 0 {
+        return Ok(());
+    }
+    save_checkpoint(state).await?;
+    progress(state, v1::Stage::Comparing);
+    scheduler(state)?.cast(SchedulerMsg::NextRound)?;
+    Ok(())
+}
+
+async fn save_checkpoint(state: &mut State) -> Result<()> {
+    if state.unsaved.is_empty() {
+        return Ok(());
+    }
+    state
+        .spec
+        .output
+        .write_checkpoint(state.next_checkpoint_part, &state.unsaved)
+        .await?;
+    state.next_checkpoint_part += 1;
+    state.unsaved.clear();
+    Ok(())
+}
+
+/// Write the result, publish it, and ack the job.
+async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, result: RankResult) -> Result<()> {
+    save_checkpoint(state).await?;
+    state.spec.output.write_result(&result).await?;
+    publish_result(state, result.encode_to_vec()).await?;
+    tracing::info!(
+        num_ranked = result.items.len(),
+        num_errors = result.errors.len(),
+        failure = %result.failure,
+        seconds = state.started.elapsed().as_secs_f64(),
+        "job done"
+    );
+    progress(state, v1::Stage::Done);
+    ack(myself, state).await
+}
+
+/// A job-level failure. A first delivery goes back to the queue, in case the cause was
+/// passing; a redelivered one is answered with a result that states the failure.
+async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: String) {
+    tracing::warn!(error = %reason, "job failed");
+    if !state.redelivered {
+        state.ctx.metrics.jobs_completed.with_label_values(&["requeued"]).inc();
+        return nack(myself, state).await;
+    }
+    state.ctx.metrics.jobs_completed.with_label_values(&["failed"]).inc();
+    let result = failed_result(&state.spec, state.ctx.comparator.model_id(), reason);
+    if let Err(e) = state.spec.output.write_result(&result).await {
+        tracing::warn!(error = format!("{e:#}"), "could not write the failure result");
+    }
+    match publish_result(state, result.encode_to_vec()).await {
+        Ok(()) => {
+            if let Err(e) = ack(myself, state).await {
+                tracing::warn!(error = format!("{e:#}"), "ack failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "could not publish the failure result");
+            nack(myself, state).await;
+        }
+    }
+}
+
+fn result_properties(kind: &str, job_id: &str) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert("x-qrank-job-id".into(), AMQPValue::LongString(job_id.into()));
+    BasicProperties::default()
+        .with_type(kind.into())
+        .with_content_type(protos::CONTENT_TYPE.into())
+        .with_delivery_mode(2)
+        .with_message_id(job_id.into())
+        .with_correlation_id(job_id.into())
+        .with_headers(headers)
+}
+
+async fn publish_result(state: &State, payload: Vec<u8>) -> Result<()> {
+    let publisher = lookup::<PublisherMsg>(PUBLISHER).ok_or_else(|| anyhow!("the publisher is not running"))?;
+    let outgoing = Outgoing {
+        exchange: state.ctx.config.amqp.exchange.clone(),
+        routing_key: state.spec.reply_routing_key.clone(),
+        payload,
+        properties: result_properties(protos::message_type::RANK_RESULT, &state.spec.job_id),
+    };
+    let confirmed = publisher
+        .call(
+            |reply| PublisherMsg::Publish(outgoing, Some(reply)),
+            Some(CONFIRM_TIMEOUT),
+        )
+        .await
+        .map_err(|_| anyhow!("the publisher stopped"))?;
+    match confirmed {
+        ractor::rpc::CallResult::Success(Ok(())) => Ok(()),
+        ractor::rpc::CallResult::Success(Err(e)) => Err(anyhow!("publishing the result: {e}")),
+        ractor::rpc::CallResult::Timeout => Err(anyhow!("publishing the result: no confirm in time")),
+        ractor::rpc::CallResult::SenderError => Err(anyhow!("publishing the result: the publisher stopped")),
+    }
+}
+
+/// Publish progress, when the job asked for it; best effort, nothing waits for the confirm.
+fn progress(state: &State, stage: v1::Stage) {
+    let (Some(routing_key), Some(publisher)) = (&state.spec.progress_routing_key, lookup::<PublisherMsg>(PUBLISHER))
+    else {
+        return;
+    };
+    let message = RankProgress {
+        job_id: state.spec.job_id.clone(),
+        stage: stage as i32,
+        num_images_listed: state.num_listed,
+        num_images_loaded: state.num_loaded,
+        num_groups_done: state.num_groups,
+        num_groups_planned: state.num_groups_planned,
+    };
+    let outgoing = Outgoing {
+        exchange: state.ctx.config.amqp.exchange.clone(),
+        routing_key: routing_key.clone(),
+        payload: message.encode_to_vec(),
+        properties: result_properties(protos::message_type::RANK_PROGRESS, &state.spec.job_id),
+    };
+    let _ = publisher.cast(PublisherMsg::Publish(outgoing, None));
+}
+
+async fn ack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
+    state.done = true;
+    state
+        .ctx
+        .metrics
+        .job_duration
+        .observe(state.started.elapsed().as_secs_f64());
+    myself.stop(None);
+    state
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .context("acking the job (it will be redelivered and its result republished)")?;
+    Ok(())
+}
+
+async fn nack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) {
+    state.done = true;
+    myself.stop(None);
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    if let Err(e) = state.acker.nack(requeue).await {
+        tracing::warn!(error = %e, "nack failed; the broker requeues the job when the connection closes");
+    }
+}

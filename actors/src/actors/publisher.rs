@@ -1,0 +1,86 @@
+//! Publishes results, progress and dead letters with publisher confirms.
+//!
+//! The broker task hands it a fresh confirming channel after every (re)connect. Waiting for a
+//! confirm happens in a task of its own, so one slow confirm never holds up the next publish.
+
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::service::Context;
+
+/// One message to publish.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+pub enum PublisherMsg {
+    /// A new confirming channel, after a (re)connect.
+    Connected(Channel),
+    /// Publish, and answer once the broker confirmed it (or did not).
+    Publish(Outgoing, Option<RpcReplyPort<Result<(), String>>>),
+}
+
+pub struct Publisher;
+
+pub struct State {
+    ctx: Context,
+    channel: Option<Channel>,
+}
+
+impl Actor for Publisher {
+    type Msg = PublisherMsg;
+    type State = State;
+    type Arguments = Context;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, ctx: Context) -> Result<State, ActorProcessingErr> {
+        Ok(State { ctx, channel: None })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PublisherMsg::Connected(channel) => state.channel = Some(channel),
+            PublisherMsg::Publish(outgoing, reply) => {
+                let outcome = match &state.channel {
+                    None => Err("not connected to the broker".to_owned()),
+                    Some(channel) => channel
+                        .basic_publish(
+                            outgoing.exchange.as_str().into(),
+                            outgoing.routing_key.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &outgoing.payload,
+                            outgoing.properties,
+                        )
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                let metrics = state.ctx.metrics.clone();
+                tokio::spawn(async move {
+                    let confirmed = match outcome {
+                        Ok(confirm) => match confirm.await {
+                            Ok(confirmation) if confirmation.is_ack() => Ok(()),
+                            Ok(_) => Err("the broker refused the message (nack)".to_owned()),
+                            Err(e) => Err(format!("no confirm: {e}")),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    let label = if confirmed.is_ok() { "confirmed" } else { "failed" };
+                    metrics.amqp_published.with_label_values(&[label]).inc();
+                    if let Some(reply) = reply {
+                        let _ = reply.send(confirmed);
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! `qrank serve`'s configuration: one TOML file, every key overridable from the environment.
+//!
+//! The whole configuration lives in this one file, with a doc comment on every key, because the
+//! Helm chart renders it and operators read it. A key `section.key` is overridden by the variable
+//! `QRANK_<SECTION>__<KEY>` (upper case, two underscores between section and key), e.g.
+//! `QRANK_AMQP__URL` or `QRANK_SHUTDOWN__GRACE_PERIOD_SECS=30`. The value is read as a TOML value
+//! when it parses as one (numbers, booleans) and as a string otherwise. Variables starting with
+//! `QRANK_` without a `__` (such as `QRANK_BIN`) are not configuration and are ignored; an
+//! unknown section or key is an error, so a typo never silently falls back to a default.
+//!
+//! Everything is checked by [`Config::load`] before the service binds a port, so a bad value is
+//! reported with exit code 64 and nothing half-starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Why the configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The service's configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub amqp: AmqpConfig,
+    pub http: HttpConfig,
+    pub model: ModelConfig,
+    pub pipeline: PipelineConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+}
+
+/// The broker, and the names of the queues and exchanges (see `protos/README.md`).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Broker URL, `amqp://user:password@host:port/vhost` or `amqps://` for TLS. It holds a
+    /// password, so it is never logged; set it from a secret through `QRANK_AMQP__URL`.
+    pub url: String,
+    /// Direct exchange that jobs arrive on and results and progress leave by.
+    pub exchange: String,
+    /// Durable queue of `RankJob`s, bound to `exchange` with its own name as routing key.
+    pub queue: String,
+    /// Fanout exchange that poison messages go to, with the reason in a header.
+    pub dead_letter_exchange: String,
+    /// Durable queue bound to `dead_letter_exchange`, where poison messages wait for a human.
+    pub dead_letter_queue: String,
+    /// Routing key of results when the job names none.
+    pub default_reply_routing_key: String,
+    /// Jobs this replica works on at once (AMQP prefetch).
+    pub prefetch: u16,
+    /// First wait before reconnecting to a lost broker; doubled after each failure.
+    pub reconnect_min_backoff_ms: u64,
+    /// Longest wait between reconnection attempts.
+    pub reconnect_max_backoff_ms: u64,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            exchange: "qrank".into(),
+            queue: "qrank.jobs".into(),
+            dead_letter_exchange: "qrank.dlx".into(),
+            dead_letter_queue: "qrank.jobs.dead".into(),
+            default_reply_routing_key: "qrank.results".into(),
+            prefetch: 4,
+            reconnect_min_backoff_ms: 200,
+            reconnect_max_backoff_ms: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact_url(&self.url))
+            .field("exchange", &self.exchange)
+            .field("queue", &self.queue)
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP port serving `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+        }
+    }
+}
+
+/// The comparator that judges images.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `brisque` or `niqe`.
+    pub name: crate::cli::ModelName,
+    /// Rank by comparing groups even when the model can score single images. Slower, but it
+    /// exercises the comparison path (scheduling, checkpoints) with a CPU model.
+    pub compare_groups: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: crate::cli::ModelName::Brisque,
+            compare_groups: false,
+        }
+    }
+}
+
+/// Limits on work in flight; together with `amqp.prefetch` they bound memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Image-loader actors (fetch and decode); each loads one image at a time.
+    pub num_loaders: usize,
+    /// Images one job has being loaded or scored at once.
+    pub max_images_in_flight: usize,
+    /// Threads of the inference worker, each running the comparator on its own OS thread.
+    pub num_inference_threads: usize,
+    /// Capacity of the inference worker's queue; senders wait when it is full.
+    pub inference_queue_capacity: usize,
+    /// Tasks an inference thread takes from its queue at once, across jobs.
+    pub max_batch_size: usize,
+    /// Comparator calls per image when the job does not say.
+    pub default_budget_calls_per_image: f64,
+    /// Seed of the comparison plan when the job does not say.
+    pub default_seed: u64,
+    /// Write a checkpoint after this many answered groups (and at the end of every round).
+    pub checkpoint_every_groups: usize,
+    /// Attempts to fetch one image before it is reported as a `fetch` error.
+    pub fetch_attempts: u32,
+    /// Largest image file accepted, in bytes.
+    pub max_image_bytes: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            num_loaders: 8,
+            max_images_in_flight: 32,
+            num_inference_threads: cores,
+            inference_queue_capacity: 256,
+            max_batch_size: 16,
+            default_budget_calls_per_image: 3.0,
+            default_seed: 0x5eed,
+            checkpoint_every_groups: 64,
+            fetch_attempts: 3,
+            max_image_bytes: engine::image::Limits::default().max_bytes,
+        }
+    }
+}
+
+/// What happens on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight jobs may take to finish once consuming stops; jobs still running
+    /// then are returned to the queue (nack with requeue) and the process exits.
+    pub grace_period_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace_period_secs: 30 }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (one object per line, for log collectors) or `text`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,actors=debug`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Config {
+    /// Read `path` (if given), apply the `QRANK_*__*` environment overrides from `env`, and check
+    /// every value.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: path.map_or("configuration".into(), |p| p.display().to_string()),
+                message: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        let url = url::Url::parse(&self.amqp.url).map_err(|e| ConfigError::Invalid {
+            key: "amqp.url",
+            message: format!("not a URL: {e}"),
+        })?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return invalid("amqp.url", "the scheme must be amqp or amqps");
+        }
+        for (key, value) in [
+            ("amqp.exchange", &self.amqp.exchange),
+            ("amqp.queue", &self.amqp.queue),
+            ("amqp.dead_letter_exchange", &self.amqp.dead_letter_exchange),
+            ("amqp.dead_letter_queue", &self.amqp.dead_letter_queue),
+            ("amqp.default_reply_routing_key", &self.amqp.default_reply_routing_key),
+        ] {
+            if value.is_empty() || value.len() > 255 {
+                return invalid(key, "must be 1 to 255 bytes long");
+            }
+        }
+        if self.amqp.prefetch == 0 {
+            return invalid("amqp.prefetch", "must be at least 1");
+        }
+        if self.amqp.reconnect_min_backoff_ms == 0
+            || self.amqp.reconnect_min_backoff_ms > self.amqp.reconnect_max_backoff_ms
+        {
+            return invalid(
+                "amqp.reconnect_min_backoff_ms",
+                "must be at least 1 and at most amqp.reconnect_max_backoff_ms",
+            );
+        }
+        let p = &self.pipeline;
+        for (key, value) in [
+            ("pipeline.num_loaders", p.num_loaders),
+            ("pipeline.max_images_in_flight", p.max_images_in_flight),
+            ("pipeline.num_inference_threads", p.num_inference_threads),
+            ("pipeline.inference_queue_capacity", p.inference_queue_capacity),
+            ("pipeline.max_batch_size", p.max_batch_size),
+            ("pipeline.checkpoint_every_groups", p.checkpoint_every_groups),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
+        if p.fetch_attempts == 0 {
+            return invalid("pipeline.fetch_attempts", "must be at least 1");
+        }
+        if p.max_image_bytes == 0 {
+            return invalid("pipeline.max_image_bytes", "must be at least 1");
+        }
+        if !(p.default_budget_calls_per_image.is_finite() && p.default_budget_calls_per_image > 0.0) {
+            return invalid("pipeline.default_budget_calls_per_image", "must be a positive number");
+        }
+        if self.shutdown.grace_period_secs == 0 {
+            return invalid("shutdown.grace_period_secs", "must be at least 1");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| ConfigError::Invalid {
+            key: "log.filter",
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+/// Overlay `QRANK_<SECTION>__<KEY>=value` variables onto the file's table.
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some((section, key)) = name.strip_prefix("QRANK_").and_then(|rest| rest.split_once("__")) else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            return Err(ConfigError::Env {
+                name,
+                message: format!("`{section}` is not a section"),
+            });
+        };
+        section_table.insert(key, parse_env_value(&value));
+    }
+    Ok(())
+}
+
+/// A TOML scalar when the text is one (`30`, `true`, `1.5`), otherwise the text as a string.
+fn parse_env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !matches!(v, toml::Value::Table(_)))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+/// `url` with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable URL>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.amqp.queue, "qrank.jobs");
+        assert_eq!(config.amqp.dead_letter_exchange, "qrank.dlx");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_with_typed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qrank.toml");
+        std::fs::write(&path, "[amqp]\nprefetch = 2\nqueue = \"from-file\"\n").unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("QRANK_AMQP__PREFETCH", "9"),
+                ("QRANK_SHUTDOWN__GRACE_PERIOD_SECS", "5"),
+                ("QRANK_HTTP__LISTEN", "127.0.0.1:0"),
+                ("QRANK_BIN", "/not/config"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.amqp.prefetch, 9);
+        assert_eq!(config.amqp.queue, "from-file");
+        assert_eq!(config.shutdown.grace_period_secs, 5);
+        assert_eq!(config.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let unknown = Config::load(None, env(&[("QRANK_AMQP__PREFECH", "9")])).unwrap_err();
+        assert!(unknown.to_string().contains("prefech"), "{unknown}");
+        let zero = Config::load(None, env(&[("QRANK_AMQP__PREFETCH", "0")])).unwrap_err();
+        assert!(zero.to_string().starts_with("amqp.prefetch"), "{zero}");
+        let scheme = Config::load(None, env(&[("QRANK_AMQP__URL", "http://x")])).unwrap_err();
+        assert!(scheme.to_string().starts_with("amqp.url"), "{scheme}");
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let config = Config::load(None, env(&[("QRANK_AMQP__URL", "amqps://u:hunter2@broker/vh")])).unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("REDACTED"), "{text}");
+    }
+}

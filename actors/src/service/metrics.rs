@@ -1,0 +1,155 @@
+//! The service's Prometheus metrics, in one registry served at `/metrics`.
+//!
+//! Names follow `qrank_<subsystem>_<name>_<unit>[_total]`. Labels come only from fixed sets
+//! (outcome, error type, kind, actor role), never from a job id or a URL, so the number of
+//! series stays bounded whatever the traffic. The same counters are what the integration tests
+//! check against the work they submitted.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the service exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Job messages taken from the queue, poison ones included.
+    pub jobs_received: IntCounter,
+    /// Jobs finished, by `outcome`: ranked, failed (a result with `failure`), republished
+    /// (an existing result sent again), requeued (returned to the queue) or crashed.
+    pub jobs_completed: IntCounterVec,
+    /// Poison messages sent to the dead-letter exchange, by `error_type`.
+    pub jobs_dead_lettered: IntCounterVec,
+    pub jobs_in_flight: IntGauge,
+    pub job_duration: Histogram,
+    /// Time from the job message's `timestamp` property to its arrival here.
+    pub job_queue_wait: Histogram,
+    pub images_loaded: IntCounter,
+    /// Images that could not be used, by `error_type` (the `ImageError.kind` labels).
+    pub image_errors: IntCounterVec,
+    pub image_fetch: Histogram,
+    /// Comparator calls, by `kind`: score (one image) or compare (a group).
+    pub inference_calls: IntCounterVec,
+    pub inference_call: HistogramVec,
+    pub inference_queue_depth: IntGauge,
+    pub inference_batch_size: Histogram,
+    /// Groups answered, and those whose answer came from a checkpoint instead.
+    pub groups_answered: IntCounter,
+    pub groups_resumed: IntCounter,
+    pub ranker_fit: Histogram,
+    /// 1 while connected to the broker.
+    pub amqp_connected: IntGauge,
+    pub amqp_reconnects: IntCounter,
+    /// Messages published, by `outcome`: confirmed or failed.
+    pub amqp_published: IntCounterVec,
+    /// Actors restarted by their supervisor after a crash, by `actor` role.
+    pub actor_restarts: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let seconds = |name: &str, help: &str| -> prometheus::Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(exponential_buckets(0.001, 4.0, 10)?))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let inference_call = HistogramVec::new(
+            HistogramOpts::new("qrank_inference_call_seconds", "Time of one comparator call")
+                .buckets(exponential_buckets(0.0005, 4.0, 10)?),
+            &["kind"],
+        )?;
+        registry.register(Box::new(inference_call.clone()))?;
+        let inference_batch_size = Histogram::with_opts(
+            HistogramOpts::new("qrank_inference_batch_size", "Tasks an inference thread took at once")
+                .buckets(exponential_buckets(1.0, 2.0, 8)?),
+        )?;
+        registry.register(Box::new(inference_batch_size.clone()))?;
+        Ok(Self {
+            jobs_received: counter("qrank_job_received_total", "Job messages taken from the queue")?,
+            jobs_completed: counter_vec("qrank_job_completed_total", "Jobs finished, by outcome", "outcome")?,
+            jobs_dead_lettered: counter_vec(
+                "qrank_job_dead_lettered_total",
+                "Poison job messages sent to the dead-letter exchange",
+                "error_type",
+            )?,
+            jobs_in_flight: gauge("qrank_job_in_flight", "Jobs being worked on")?,
+            job_duration: seconds("qrank_job_duration_seconds", "Time from taking a job to acking it")?,
+            job_queue_wait: seconds("qrank_job_queue_wait_seconds", "Time a job waited in the queue")?,
+            images_loaded: counter("qrank_image_loaded_total", "Images fetched and decoded")?,
+            image_errors: counter_vec(
+                "qrank_image_errors_total",
+                "Images that could not be used",
+                "error_type",
+            )?,
+            image_fetch: seconds("qrank_image_fetch_seconds", "Time to fetch one image")?,
+            inference_calls: counter_vec("qrank_inference_calls_total", "Comparator calls", "kind")?,
+            inference_call,
+            inference_queue_depth: gauge("qrank_inference_queue_depth", "Tasks waiting for the inference worker")?,
+            inference_batch_size,
+            groups_answered: counter("qrank_ranker_groups_answered_total", "Groups answered")?,
+            groups_resumed: counter(
+                "qrank_ranker_groups_resumed_total",
+                "Groups answered from a checkpoint instead of the comparator",
+            )?,
+            ranker_fit: seconds("qrank_ranker_fit_seconds", "Time of one ranking fit")?,
+            amqp_connected: gauge("qrank_amqp_connected", "1 while connected to the broker")?,
+            amqp_reconnects: counter("qrank_amqp_reconnects_total", "Connections to the broker lost")?,
+            amqp_published: counter_vec(
+                "qrank_amqp_published_total",
+                "Messages published, by outcome",
+                "outcome",
+            )?,
+            actor_restarts: counter_vec("qrank_actor_restarts_total", "Actors restarted after a crash", "actor")?,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .expect("the text encoder writes to a Vec");
+        String::from_utf8(text).expect("the text encoder writes UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        let metrics = Metrics::new().unwrap();
+        metrics.jobs_completed.with_label_values(&["ranked"]).inc();
+        let text = metrics.render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(name.starts_with("qrank_"), "{name}");
+            if line.ends_with("counter") {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(
+            text.contains("qrank_job_completed_total{outcome=\"ranked\"} 1"),
+            "{text}"
+        );
+    }
+}

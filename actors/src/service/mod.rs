@@ -1,0 +1,58 @@
+//! `qrank serve`: the pieces of the service that are not actors. The actors themselves live in
+//! `crate::actors`; this module gives them their shared context, the broker connection, the wire
+//! format, the job's output prefix, the metrics and the HTTP probes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use engine::compare::Comparator;
+
+use crate::config::Config;
+
+pub mod broker;
+pub mod http;
+pub mod job_output;
+pub mod metrics;
+pub mod run;
+pub mod wire;
+
+/// What every actor of the service shares.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub health: Arc<Health>,
+    pub comparator: Arc<dyn Comparator>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("model", &self.comparator.model_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// True when a job should rank by comparing groups rather than by scoring single images.
+    pub fn compares_groups(&self) -> bool {
+        self.config.model.compare_groups || !self.comparator.scores_directly()
+    }
+}
+
+/// What `/readyz` reports: ready while connected to the broker, the model is loaded and the
+/// service is not draining.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub broker_connected: AtomicBool,
+    pub model_loaded: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.broker_connected.load(Ordering::Relaxed)
+            && self.model_loaded.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+    }
+}

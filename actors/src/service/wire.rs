@@ -1,0 +1,300 @@
+//! The wire format (see `protos/README.md`): turning a delivery into a checked [`JobSpec`], or a
+//! [`Poison`] reason for the dead-letter exchange, and a finished ranking into a `RankResult`
+//! and its JSON copy.
+
+use engine::compare::Criterion;
+use engine::job::JobOptions;
+use lapin::BasicProperties;
+use prost::Message;
+use protos::v1::{self, RankJob, RankResult};
+
+use crate::config::PipelineConfig;
+use crate::pipeline::Report;
+use crate::source::Source;
+
+use super::job_output::JobOutput;
+
+/// Why a message is poison. The label is the `x-qrank-error-type` header and a metric label.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Poison {
+    #[error("unexpected message type {0:?}, want qrank.v1.RankJob")]
+    Type(String),
+    #[error("unexpected content-type {0:?}, want application/x-protobuf")]
+    ContentType(String),
+    #[error("undecodable RankJob: {0}")]
+    Decode(String),
+    #[error("invalid RankJob: {0}")]
+    Invalid(String),
+}
+
+impl Poison {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Poison::Type(_) => "type",
+            Poison::ContentType(_) => "content_type",
+            Poison::Decode(_) => "decode",
+            Poison::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Which of the ranked images the result lists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selection {
+    All,
+    TopK(usize),
+    AtLeast(f64),
+}
+
+/// A checked job, ready to run.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub job_id: String,
+    pub source: Source,
+    pub keys: Vec<String>,
+    pub recursive: bool,
+    pub criterion: Criterion,
+    pub options: JobOptions,
+    pub selection: Selection,
+    pub output: JobOutput,
+    pub reply_routing_key: String,
+    pub progress_routing_key: Option<String>,
+}
+
+/// Decode and check a job message.
+pub fn decode_job(
+    properties: &BasicProperties,
+    body: &[u8],
+    defaults: &PipelineConfig,
+    default_reply_routing_key: &str,
+) -> Result<JobSpec, Poison> {
+    if let Some(kind) = properties.kind().as_ref().map(|k| k.as_str()) {
+        if kind != protos::message_type::RANK_JOB {
+            return Err(Poison::Type(kind.to_owned()));
+        }
+    }
+    if let Some(content_type) = properties.content_type().as_ref().map(|c| c.as_str()) {
+        if content_type != protos::CONTENT_TYPE {
+            return Err(Poison::ContentType(content_type.to_owned()));
+        }
+    }
+    let job = RankJob::decode(body).map_err(|e| Poison::Decode(e.to_string()))?;
+    check_job(job, defaults, default_reply_routing_key).map_err(Poison::Invalid)
+}
+
+fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Result<JobSpec, String> {
+    let id_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if job.job_id.is_empty() || job.job_id.len() > 128 || !job.job_id.chars().all(id_ok) {
+        return Err(format!(
+            "job_id {:?} must be 1 to 128 characters from [A-Za-z0-9._-]",
+            job.job_id
+        ));
+    }
+    if job.source.is_empty() {
+        return Err("source is empty".into());
+    }
+    let source = Source::open(&job.source).map_err(|e| format!("source: {e:#}"))?;
+    if job.output_prefix.is_empty() {
+        return Err("output_prefix is empty".into());
+    }
+    let output = JobOutput::open(&job.output_prefix).map_err(|e| format!("output_prefix: {e:#}"))?;
+    if let Some(key) = job
+        .keys
+        .iter()
+        .find(|k| k.is_empty() || k.starts_with('/') || k.contains(".."))
+    {
+        return Err(format!("key {key:?} must be a relative path without `..`"));
+    }
+    let criterion = match v1::Criterion::try_from(job.criterion) {
+        Ok(v1::Criterion::Overall) => Criterion::Overall,
+        Ok(v1::Criterion::Sharpness) => Criterion::Sharpness,
+        Ok(v1::Criterion::Noise) => Criterion::Noise,
+        Ok(v1::Criterion::Exposure) => Criterion::Exposure,
+        Ok(v1::Criterion::Colour) => Criterion::Colour,
+        Ok(v1::Criterion::Custom) if !job.custom_question.trim().is_empty() => Criterion::Custom(job.custom_question),
+        Ok(v1::Criterion::Custom) => return Err("CRITERION_CUSTOM needs a custom_question".into()),
+        Err(_) => return Err(format!("unknown criterion {}", job.criterion)),
+    };
+    let budget = match job.budget_calls_per_image {
+        b if b == 0.0 => defaults.default_budget_calls_per_image,
+        b if b.is_finite() && b > 0.0 => b,
+        b => return Err(format!("budget_calls_per_image must be positive, got {b}")),
+    };
+    let selection = match v1::Mode::try_from(job.mode) {
+        Ok(v1::Mode::Full) => Selection::All,
+        Ok(v1::Mode::TopK) if job.top_k > 0 => Selection::TopK(job.top_k as usize),
+        Ok(v1::Mode::TopK) => return Err("MODE_TOP_K needs top_k > 0".into()),
+        Ok(v1::Mode::Threshold) if job.threshold.is_finite() => Selection::AtLeast(job.threshold),
+        Ok(v1::Mode::Threshold) => return Err("MODE_THRESHOLD needs a finite threshold".into()),
+        Err(_) => return Err(format!("unknown mode {}", job.mode)),
+    };
+    let routing_key_ok = |key: &str| key.len() <= 255;
+    if !routing_key_ok(&job.reply_routing_key) || !routing_key_ok(&job.progress_routing_key) {
+        return Err("routing keys must be at most 255 bytes".into());
+    }
+    Ok(JobSpec {
+        job_id: job.job_id,
+        source,
+        keys: job.keys,
+        recursive: job.recursive,
+        criterion,
+        options: JobOptions {
+            budget_calls_per_image: budget,
+            seed: if job.seed == 0 { defaults.default_seed } else { job.seed },
+            ..JobOptions::default()
+        },
+        selection,
+        output,
+        reply_routing_key: if job.reply_routing_key.is_empty() {
+            default_reply.to_owned()
+        } else {
+            job.reply_routing_key
+        },
+        progress_routing_key: (!job.progress_routing_key.is_empty()).then_some(job.progress_routing_key),
+    })
+}
+
+/// The result of a finished job.
+pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_groups_resumed: u64) -> RankResult {
+    let mut items: Vec<v1::RankedImage> = report
+        .ranking
+        .items
+        .iter()
+        .map(|item| v1::RankedImage {
+            uri: item.name.clone(),
+            score: item.score,
+            std_error: item.std_error,
+            rank: item.rank,
+            connected: item.connected,
+        })
+        .collect();
+    match spec.selection {
+        Selection::All => {}
+        Selection::TopK(k) => items.truncate(k),
+        Selection::AtLeast(threshold) => items.retain(|item| item.score >= threshold),
+    }
+    RankResult {
+        job_id: spec.job_id.clone(),
+        items,
+        errors: report
+            .errors
+            .iter()
+            .map(|e| v1::ImageError {
+                uri: e.name.clone(),
+                kind: e.kind.to_owned(),
+                reason: e.reason.clone(),
+            })
+            .collect(),
+        stats: Some(v1::RunStats {
+            num_images: report.stats.num_images as u64,
+            num_groups,
+            num_model_calls: report.stats.num_model_calls as u64,
+            seconds: report.stats.seconds,
+            num_groups_resumed,
+        }),
+        model_id: report.model.clone(),
+        output_uri: spec.output.result_uri(),
+        failure: String::new(),
+    }
+}
+
+/// The result of a job that could not run at all.
+pub fn failed_result(spec: &JobSpec, model_id: String, failure: String) -> RankResult {
+    RankResult {
+        job_id: spec.job_id.clone(),
+        model_id,
+        output_uri: spec.output.result_uri(),
+        failure,
+        ..RankResult::default()
+    }
+}
+
+/// The JSON copy of a result: the protobuf fields under the same names.
+pub fn result_json(result: &RankResult) -> serde_json::Value {
+    let stats = result.stats.clone().unwrap_or_default();
+    serde_json::json!({
+        "job_id": result.job_id,
+        "model_id": result.model_id,
+        "output_uri": result.output_uri,
+        "failure": result.failure,
+        "items": result.items.iter().map(|item| serde_json::json!({
+            "uri": item.uri,
+            "score": item.score,
+            "std_error": item.std_error,
+            "rank": item.rank,
+            "connected": item.connected,
+        })).collect::<Vec<_>>(),
+        "errors": result.errors.iter().map(|e| serde_json::json!({
+            "uri": e.uri,
+            "kind": e.kind,
+            "reason": e.reason,
+        })).collect::<Vec<_>>(),
+        "stats": {
+            "num_images": stats.num_images,
+            "num_groups": stats.num_groups,
+            "num_model_calls": stats.num_model_calls,
+            "seconds": stats.seconds,
+            "num_groups_resumed": stats.num_groups_resumed,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(job: &RankJob, kind: Option<&str>) -> Result<JobSpec, Poison> {
+        let mut properties = BasicProperties::default();
+        if let Some(kind) = kind {
+            properties = properties.with_type(kind.into());
+        }
+        decode_job(
+            &properties,
+            &job.encode_to_vec(),
+            &PipelineConfig::default(),
+            "qrank.results",
+        )
+    }
+
+    fn valid_job(dir: &std::path::Path) -> RankJob {
+        RankJob {
+            job_id: "batch-42".into(),
+            source: dir.display().to_string(),
+            output_prefix: format!("file://{}/out/", dir.display()),
+            ..RankJob::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_job_gets_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = decode(&valid_job(dir.path()), Some("qrank.v1.RankJob")).unwrap();
+        assert_eq!(spec.reply_routing_key, "qrank.results");
+        assert_eq!(spec.options.budget_calls_per_image, 3.0);
+        assert_eq!(spec.selection, Selection::All);
+    }
+
+    #[test]
+    fn poison_is_labelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = valid_job(dir.path());
+        assert_eq!(decode(&job, Some("other")).unwrap_err().label(), "type");
+        let garbage = decode_job(
+            &BasicProperties::default(),
+            b"\xff\xff\xff",
+            &PipelineConfig::default(),
+            "r",
+        );
+        assert_eq!(garbage.unwrap_err().label(), "decode");
+        let no_id = RankJob {
+            job_id: String::new(),
+            ..job.clone()
+        };
+        assert_eq!(decode(&no_id, None).unwrap_err().label(), "invalid");
+        let top_zero = RankJob {
+            mode: v1::Mode::TopK as i32,
+            ..job
+        };
+        assert!(decode(&top_zero, None).unwrap_err().to_string().contains("top_k"));
+    }
+}

@@ -1,0 +1,215 @@
+//! `qrank serve` end to end against the real RabbitMQ and SeaweedFS: jobs in over AMQP, images
+//! from S3, results out over AMQP and as JSON in S3, poison to the dead-letter queue, metrics
+//! that count the work. See `service_support` for how servers are found and cleaned up.
+
+mod service_support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use protos::v1::RankJob;
+use service_support::{files_in, job, Broker, Sandbox, Servers, Service};
+
+const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A job over real photos in S3 gets one RankResult on its reply key with every photo ranked,
+/// the same result as JSON at `output_uri`, the contract's message properties, and metrics
+/// that count exactly that work. Sending the same job again republishes the stored result
+/// without ranking again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_ranked_published_and_written() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "end-to-end");
+    let photos = files_in("examples/photos", &["jpg"]);
+    let names = sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("e2e.results").await;
+
+    broker.publish_job(&job(&sandbox, "job-e2e", "e2e.results")).await;
+    let (result, properties) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+
+    assert_eq!(result.job_id, "job-e2e");
+    assert_eq!(result.failure, "");
+    assert_eq!(result.model_id, "brisque");
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    let ranked: BTreeSet<String> = result.items.iter().map(|i| i.uri.clone()).collect();
+    let expected: BTreeSet<String> = names.iter().map(|n| format!("{}{n}", sandbox.url("images"))).collect();
+    assert_eq!(ranked, expected);
+    for (i, item) in result.items.iter().enumerate() {
+        assert_eq!(item.rank as usize, i + 1);
+        assert!(item.score.is_finite());
+        if i > 0 {
+            assert!(item.score <= result.items[i - 1].score, "best first");
+        }
+    }
+    assert_eq!(result.stats.as_ref().map(|s| s.num_images), Some(photos.len() as u64));
+    assert_eq!(
+        properties.kind().as_ref().map(|k| k.as_str()),
+        Some("qrank.v1.RankResult")
+    );
+    assert_eq!(
+        properties.content_type().as_ref().map(|c| c.as_str()),
+        Some("application/x-protobuf")
+    );
+    assert_eq!(
+        properties.correlation_id().as_ref().map(|c| c.as_str()),
+        Some("job-e2e")
+    );
+
+    // The JSON copy says the same.
+    assert_eq!(result.output_uri, format!("{}result.json", sandbox.url("out")));
+    let json: serde_json::Value =
+        serde_json::from_slice(&sandbox.get("out/result.json").await.expect("result.json written")).unwrap();
+    assert_eq!(json["job_id"], "job-e2e");
+    let json_items = json["items"].as_array().expect("items");
+    assert_eq!(json_items.len(), result.items.len());
+    for (item, json_item) in result.items.iter().zip(json_items) {
+        assert_eq!(json_item["uri"], item.uri.as_str());
+        assert_eq!(json_item["rank"], item.rank);
+        // serde_json's default float parsing may be off by one ulp.
+        let score = json_item["score"].as_f64().expect("a numeric score");
+        assert!(
+            (score - item.score).abs() <= 1e-12 * item.score.abs().max(1.0),
+            "{json_item}"
+        );
+    }
+
+    // The job was acked: nothing waits in the queue.
+    assert_eq!(broker.jobs_waiting().await, 0);
+
+    // The counters match the work.
+    let metrics = service.metrics().await;
+    let n = photos.len() as f64;
+    assert_eq!(metrics.value("qrank_job_received_total"), 1.0);
+    assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"ranked\"}"), 1.0);
+    assert_eq!(metrics.value("qrank_image_loaded_total"), n);
+    assert_eq!(metrics.value("qrank_inference_calls_total{kind=\"score\"}"), n);
+    assert_eq!(metrics.value("qrank_amqp_published_total{outcome=\"confirmed\"}"), 1.0);
+    assert_eq!(metrics.value("qrank_amqp_connected"), 1.0);
+    assert_eq!(metrics.value("qrank_job_in_flight"), 0.0);
+    assert_eq!(metrics.value("qrank_job_duration_seconds_count"), 1.0);
+
+    // Redelivering the same job republishes the stored result; nothing is ranked again.
+    broker.publish_job(&job(&sandbox, "job-e2e", "e2e.results")).await;
+    let (again, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .expect("a republished result");
+    assert_eq!(again, result);
+    let metrics = service.metrics().await;
+    assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"republished\"}"), 1.0);
+    assert_eq!(metrics.value("qrank_image_loaded_total"), n, "nothing was loaded again");
+    broker.close().await;
+}
+
+/// Broken files next to good photos: the job completes, every photo is ranked, and every
+/// broken file is reported with its kind, in the message and the metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_images_are_reported_not_fatal() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "bad-images");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(4).collect();
+    sandbox.upload("images", &photos).await;
+    let bad = sandbox
+        .upload("images", &files_in("engine/tests/data/images/bad", &[]))
+        .await;
+    let service = Service::start(&sandbox, &[]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("bad.results").await;
+
+    broker.publish_job(&job(&sandbox, "job-bad", "bad.results")).await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+
+    assert_eq!(result.failure, "");
+    assert_eq!(result.items.len(), photos.len());
+    let reported: BTreeSet<(String, String)> = result
+        .errors
+        .iter()
+        .map(|e| {
+            assert!(e.reason.contains(&e.uri), "the reason names the file: {e:?}");
+            (e.uri.rsplit('/').next().unwrap().to_owned(), e.kind.clone())
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("bomb.png", "over_limit"),
+        ("corrupt.png", "corrupt"),
+        ("empty.jpg", "empty"),
+        ("notes.txt", "unsupported"),
+        ("truncated.jpg", "truncated"),
+        ("truncated.png", "truncated"),
+    ]
+    .into_iter()
+    .filter(|(name, _)| bad.iter().any(|b| b == name))
+    .map(|(n, k)| (n.to_owned(), k.to_owned()))
+    .collect();
+    assert_eq!(reported, expected);
+    let metrics = service.metrics().await;
+    let counted: f64 = ["over_limit", "corrupt", "empty", "unsupported", "truncated"]
+        .iter()
+        .map(|kind| metrics.value(&format!("qrank_image_errors_total{{error_type=\"{kind}\"}}")))
+        .sum();
+    assert_eq!(counted, expected.len() as f64);
+    broker.close().await;
+}
+
+/// Undecodable and invalid messages land in the dead-letter queue with the reason and a fixed
+/// error type in headers, the body unchanged; and the service goes on to rank the next job,
+/// so no actor died.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_goes_to_the_dead_letter_queue_with_its_reason() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "poison");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(3).collect();
+    sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("poison.results").await;
+
+    let garbage = b"\xff\xff\xff\xff not protobuf".to_vec();
+    let properties = BasicProperties::default().with_type("qrank.v1.RankJob".into());
+    broker.publish_raw(&garbage, properties).await;
+    let (body, headers) = broker
+        .dead_letter(Duration::from_secs(20))
+        .await
+        .expect("a dead letter");
+    assert_eq!(body, garbage);
+    assert_eq!(headers.get("x-qrank-error-type").map(String::as_str), Some("decode"));
+    assert!(headers["x-qrank-reason"].contains("undecodable RankJob"), "{headers:?}");
+
+    let invalid = RankJob {
+        job_id: "no spaces allowed".into(),
+        ..job(&sandbox, "x", "poison.results")
+    };
+    broker.publish_job(&invalid).await;
+    let (_, headers) = broker
+        .dead_letter(Duration::from_secs(20))
+        .await
+        .expect("a dead letter");
+    assert_eq!(headers.get("x-qrank-error-type").map(String::as_str), Some("invalid"));
+    assert!(headers["x-qrank-reason"].contains("job_id"), "{headers:?}");
+
+    broker
+        .publish_job(&job(&sandbox, "job-after-poison", "poison.results"))
+        .await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .expect("a result after poison");
+    assert_eq!(result.items.len(), photos.len());
+    let metrics = service.metrics().await;
+    assert_eq!(
+        metrics.value("qrank_job_dead_lettered_total{error_type=\"decode\"}"),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("qrank_job_dead_lettered_total{error_type=\"invalid\"}"),
+        1.0
+    );
+    assert_eq!(metrics.value("qrank_actor_restarts_total{actor=\"job_source\"}"), 0.0);
+    assert_eq!(broker.jobs_waiting().await, 0);
+    broker.close().await;
+}

@@ -1,0 +1,628 @@
+//! Shared by the `service_*` tests: run `qrank serve` against the real RabbitMQ and SeaweedFS,
+//! publish jobs, and read results, dead letters and metrics.
+//!
+//! Servers come from the variables `.ci/lib.sh` exports (`QRANK_TEST_AMQP_URL`,
+//! `QRANK_TEST_S3_*`). Without them a test prints why and skips, unless
+//! `QRANK_REQUIRE_SERVERS=1`, when it fails. Every test gets its own exchanges, queues and S3
+//! prefix; a [`Sandbox`] deletes them when dropped, even after a failed assertion.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use prost::Message;
+use protos::v1::{RankJob, RankResult};
+
+/// The test servers.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    pub amqp_url: String,
+    pub s3_endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Servers {
+    /// The servers from the environment, or `None` (after saying why) when the test should skip.
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let names = [
+            "QRANK_TEST_AMQP_URL",
+            "QRANK_TEST_S3_ENDPOINT",
+            "QRANK_TEST_S3_BUCKET",
+            "QRANK_TEST_S3_REGION",
+            "QRANK_TEST_S3_ACCESS_KEY",
+            "QRANK_TEST_S3_SECRET_KEY",
+        ];
+        let missing: Vec<&str> = names.into_iter().filter(|n| var(n).is_none()).collect();
+        if !missing.is_empty() {
+            let reason = format!(
+                "no test servers: {} not set (start them with `.ci/start-s3.sh` and `.ci/start-rabbitmq.sh`, then `source .ci/lib.sh`)",
+                missing.join(", ")
+            );
+            assert!(
+                std::env::var("QRANK_REQUIRE_SERVERS").as_deref() != Ok("1"),
+                "QRANK_REQUIRE_SERVERS=1 but {reason}"
+            );
+            eprintln!("skipping: {reason}");
+            return None;
+        }
+        let get = |name: &str| var(name).expect("checked above");
+        Some(Self {
+            amqp_url: get("QRANK_TEST_AMQP_URL"),
+            s3_endpoint: get("QRANK_TEST_S3_ENDPOINT"),
+            bucket: get("QRANK_TEST_S3_BUCKET"),
+            region: get("QRANK_TEST_S3_REGION"),
+            access_key: get("QRANK_TEST_S3_ACCESS_KEY"),
+            secret_key: get("QRANK_TEST_S3_SECRET_KEY"),
+        })
+    }
+
+    pub fn store(&self) -> AmazonS3 {
+        AmazonS3Builder::new()
+            .with_endpoint(&self.s3_endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_region(&self.region)
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.access_key)
+            .with_secret_access_key(&self.secret_key)
+            .build()
+            .expect("valid S3 client settings")
+    }
+}
+
+/// One test's own exchanges, queues and S3 prefix; dropping it deletes them all.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub servers: Servers,
+    pub exchange: String,
+    pub queue: String,
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    /// S3 key prefix, without a trailing slash.
+    pub prefix: String,
+}
+
+impl Sandbox {
+    pub fn new(servers: &Servers, test: &str) -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
+        let id = format!("{test}-{}-{nanos}", std::process::id());
+        Self {
+            servers: servers.clone(),
+            exchange: format!("qrank.test.{id}"),
+            queue: format!("qrank.test.{id}.jobs"),
+            dead_letter_exchange: format!("qrank.test.{id}.dlx"),
+            dead_letter_queue: format!("qrank.test.{id}.dead"),
+            prefix: format!("qrank-tests/{id}"),
+        }
+    }
+
+    /// `s3://BUCKET/PREFIX/sub/`.
+    pub fn url(&self, sub: &str) -> String {
+        format!("s3://{}/{}/{sub}/", self.servers.bucket, self.prefix)
+    }
+
+    /// Upload `bytes` to `PREFIX/key`.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
+        let location = Path::from(format!("{}/{key}", self.prefix));
+        self.servers
+            .store()
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .unwrap_or_else(|e| panic!("uploading {location}: {e}"));
+    }
+
+    /// Upload files under `PREFIX/sub/`; return their file names.
+    pub async fn upload(&self, sub: &str, files: &[PathBuf]) -> Vec<String> {
+        let mut names = Vec::new();
+        for file in files {
+            let name = file.file_name().expect("a file").to_string_lossy().into_owned();
+            let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+            self.put(&format!("{sub}/{name}"), bytes).await;
+            names.push(name);
+        }
+        names
+    }
+
+    /// The object at `PREFIX/key`, if it exists.
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let location = Path::from(format!("{}/{key}", self.prefix));
+        match self.servers.store().get(&location).await {
+            Ok(found) => Some(found.bytes().await.expect("reading an object").to_vec()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("reading {location}: {e}"),
+        }
+    }
+
+    /// Keys under `PREFIX/sub/`, relative to `PREFIX`.
+    pub async fn list(&self, sub: &str) -> Vec<String> {
+        let location = Path::from(format!("{}/{sub}", self.prefix));
+        let mut keys: Vec<String> = self
+            .servers
+            .store()
+            .list(Some(&location))
+            .map_ok(|meta| meta.location.as_ref()[self.prefix.len() + 1..].to_owned())
+            .try_collect()
+            .await
+            .expect("listing the test prefix");
+        keys.sort();
+        keys
+    }
+
+    /// The environment that points `qrank serve` at this sandbox.
+    fn service_env(&self) -> Vec<(String, String)> {
+        let s = &self.servers;
+        [
+            ("QRANK_AMQP__URL", s.amqp_url.as_str()),
+            ("QRANK_AMQP__EXCHANGE", &self.exchange),
+            ("QRANK_AMQP__QUEUE", &self.queue),
+            ("QRANK_AMQP__DEAD_LETTER_EXCHANGE", &self.dead_letter_exchange),
+            ("QRANK_AMQP__DEAD_LETTER_QUEUE", &self.dead_letter_queue),
+            ("AWS_ENDPOINT", &s.s3_endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
+            ("AWS_REGION", &s.region),
+            ("AWS_ACCESS_KEY_ID", &s.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &s.secret_key),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let (servers, prefix) = (self.servers.clone(), self.prefix.clone());
+        let queues = [self.queue.clone(), self.dead_letter_queue.clone()];
+        let exchanges = [self.exchange.clone(), self.dead_letter_exchange.clone()];
+        // A thread of its own: Drop may run inside the test's runtime, which cannot block.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let store = servers.store();
+                let objects: Vec<_> = store.list(Some(&Path::from(prefix.as_str()))).try_collect().await?;
+                for object in objects {
+                    store.delete(&object.location).await?;
+                }
+                if let Ok(connection) = Connection::connect(&servers.amqp_url, ConnectionProperties::default()).await {
+                    if let Ok(channel) = connection.create_channel().await {
+                        for queue in queues {
+                            let _ = channel
+                                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                                .await;
+                        }
+                        for exchange in exchanges {
+                            let _ = channel
+                                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                                .await;
+                        }
+                    }
+                    let _ = connection.close(200, "cleanup".into()).await;
+                }
+                Ok::<_, object_store::Error>(())
+            })
+        });
+        // Never panic in drop: a failed cleanup must not hide the test's own failure.
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("warning: could not clean up {}: {e}", self.prefix);
+        }
+    }
+}
+
+/// The workspace root: the tests crate sits one level below it.
+pub fn workspace_root() -> PathBuf {
+    FsPath::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `QRANK_BIN`, else `<workspace>/target/debug/qrank` (or under `CARGO_TARGET_DIR`).
+pub fn qrank_bin() -> PathBuf {
+    let bin = match std::env::var_os("QRANK_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), |t| workspace_root().join(t))
+            .join("debug")
+            .join("qrank"),
+    };
+    assert!(
+        bin.is_file(),
+        "qrank binary not found at {}: build it with `cargo build -p actors --bin qrank`, or set QRANK_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Sorted files of a repository folder with one of `extensions` (any, if empty).
+pub fn files_in(folder: &str, extensions: &[&str]) -> Vec<PathBuf> {
+    let folder = workspace_root().join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", folder.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .filter(|path| {
+            extensions.is_empty()
+                || path
+                    .extension()
+                    .is_some_and(|ext| extensions.iter().any(|e| ext.eq_ignore_ascii_case(e)))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A running `qrank serve`, killed when dropped.
+pub struct Service {
+    child: Child,
+    pub http: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Start `qrank serve` for `sandbox` with extra `QRANK_*` settings, and wait until it is ready.
+    pub async fn start(sandbox: &Sandbox, settings: &[(&str, &str)]) -> Self {
+        let http = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("qrank.log");
+        let mut command = Command::new(qrank_bin());
+        command.arg("serve");
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("AWS_") || (name.starts_with("QRANK_") && name.contains("__")) {
+                command.env_remove(&*name);
+            }
+        }
+        command
+            .envs(sandbox.service_env())
+            .env("QRANK_HTTP__LISTEN", http.to_string())
+            .env("QRANK_LOG__FILTER", "info")
+            .envs(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::options().append(true).open(&log).expect("log file"));
+        let child = command.spawn().expect("starting qrank serve");
+        let mut service = Self {
+            child,
+            http,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!("qrank serve exited with {status}:\n{}", service.log());
+            }
+            if matches!(service.get("/readyz").await, Some((200, _))) {
+                return service;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "qrank serve not ready in 30 s:\n{}",
+                service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the service logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// SIGKILL: the process dies without any chance to ack, nack or close.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait for the process to exit, up to `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// GET `path` on the probe port: status and body.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.http).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
+    }
+
+    /// `/metrics`, parsed; panics if it is not valid Prometheus text.
+    pub async fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics").await.expect("GET /metrics");
+        assert_eq!(status, 200, "{body}");
+        Metrics::parse(&body)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- qrank serve log ---\n{}", self.log());
+        }
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("local address")
+}
+
+/// Samples of a Prometheus text exposition: `name{labels}` to value.
+#[derive(Debug)]
+pub struct Metrics(pub BTreeMap<String, f64>);
+
+impl Metrics {
+    /// Parse the text format strictly enough to catch a broken exposition: every sample line is
+    /// `series value`, every series was announced by a `# TYPE` line, and names are valid.
+    pub fn parse(text: &str) -> Self {
+        let mut types: BTreeMap<String, String> = BTreeMap::new();
+        let mut samples = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line: {line}"));
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                    "bad metric type: {line}"
+                );
+                types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad sample line: {line}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad sample value: {line}"));
+            let name = series.split('{').next().expect("a name");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad metric name: {line}"
+            );
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|base| types.get(*base).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(types.contains_key(family), "sample without a TYPE line: {line}");
+            samples.insert(series.to_owned(), value);
+        }
+        Self(samples)
+    }
+
+    /// The value of `series` (e.g. `qrank_job_completed_total{outcome="ranked"}`), 0 if absent.
+    pub fn value(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+}
+
+/// A client of the test broker: publishes jobs, receives results, reads dead letters.
+pub struct Broker {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+    queue: String,
+    dead_letter_queue: String,
+}
+
+impl Broker {
+    /// Connect and declare the sandbox's job exchange (as the service does, so either may
+    /// start first).
+    pub async fn connect(sandbox: &Sandbox) -> Self {
+        let connection = Connection::connect(&sandbox.servers.amqp_url, ConnectionProperties::default())
+            .await
+            .expect("connecting to the test broker");
+        let channel = connection.create_channel().await.expect("a channel");
+        channel
+            .exchange_declare(
+                sandbox.exchange.as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declaring the exchange");
+        Self {
+            connection,
+            channel,
+            exchange: sandbox.exchange.clone(),
+            queue: sandbox.queue.clone(),
+            dead_letter_queue: sandbox.dead_letter_queue.clone(),
+        }
+    }
+
+    /// Results published with `routing_key`, from now on (an exclusive queue of our own).
+    pub async fn results(&self, routing_key: &str) -> Consumer {
+        let queue = self
+            .channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declaring a result queue");
+        self.channel
+            .queue_bind(
+                queue.name().clone(),
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("binding the result queue");
+        self.channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consuming results")
+    }
+
+    /// Publish a job as the contract says: type, content-type, persistent, timestamp.
+    pub async fn publish_job(&self, job: &RankJob) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+        let properties = BasicProperties::default()
+            .with_type("qrank.v1.RankJob".into())
+            .with_content_type("application/x-protobuf".into())
+            .with_delivery_mode(2)
+            .with_timestamp(now);
+        self.publish_raw(&job.encode_to_vec(), properties).await;
+    }
+
+    /// Publish any body to the job queue.
+    pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        self.channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publishing");
+    }
+
+    /// The next result on `results` within `timeout`, with its properties.
+    pub async fn next_result(results: &mut Consumer, timeout: Duration) -> Option<(RankResult, BasicProperties)> {
+        let delivery = tokio::time::timeout(timeout, results.next())
+            .await
+            .ok()??
+            .expect("a delivery");
+        let result = RankResult::decode(delivery.data.as_slice()).expect("a RankResult");
+        Some((result, delivery.properties))
+    }
+
+    /// The next dead letter within `timeout`: its body and headers (as strings).
+    pub async fn dead_letter(&self, timeout: Duration) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let got = self
+                .channel
+                .basic_get(self.dead_letter_queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get");
+            if let Some(message) = got {
+                message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
+                let headers = message
+                    .delivery
+                    .properties
+                    .headers()
+                    .clone()
+                    .unwrap_or_default()
+                    .inner()
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                            other => format!("{other:?}"),
+                        };
+                        (k.to_string(), text)
+                    })
+                    .collect();
+                return Some((message.delivery.data.clone(), headers));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Messages waiting in the job queue (ready, not unacked).
+    pub async fn jobs_waiting(&self) -> u32 {
+        self.channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("inspecting the job queue")
+            .message_count()
+    }
+
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
+/// A job over `sandbox`'s `images/` prefix, writing to `out/`, replying on `reply`.
+pub fn job(sandbox: &Sandbox, job_id: &str, reply: &str) -> RankJob {
+    RankJob {
+        job_id: job_id.to_owned(),
+        source: sandbox.url("images"),
+        output_prefix: sandbox.url("out"),
+        reply_routing_key: reply.to_owned(),
+        ..RankJob::default()
+    }
+}
