@@ -147,6 +147,10 @@ pub struct PipelineConfig {
     pub default_budget_calls_per_image: f64,
     /// Seed of the comparison plan when the job does not say.
     pub default_seed: u64,
+    /// A comparison job stops before its budget is spent once a round moves the ranking by less
+    /// than this (the mean rank change as a fraction of the number of images); 0 always spends
+    /// the whole budget.
+    pub stop_tolerance: f64,
     /// Write a checkpoint after this many answered groups (and at the end of every round).
     pub checkpoint_every_groups: usize,
     /// Attempts to fetch one image before it is reported as a `fetch` error.
@@ -166,6 +170,7 @@ impl Default for PipelineConfig {
             max_batch_size: 16,
             default_budget_calls_per_image: 3.0,
             default_seed: 0x5eed,
+            stop_tolerance: engine::job::JobOptions::default().stop_tolerance,
             checkpoint_every_groups: 64,
             fetch_attempts: 3,
             max_image_bytes: engine::image::Limits::default().max_bytes,
@@ -299,6 +304,9 @@ impl Config {
         }
         if !(p.default_budget_calls_per_image.is_finite() && p.default_budget_calls_per_image > 0.0) {
             return invalid("pipeline.default_budget_calls_per_image", "must be a positive number");
+        }
+        if !(p.stop_tolerance.is_finite() && p.stop_tolerance >= 0.0) {
+            return invalid("pipeline.stop_tolerance", "must be a number >= 0");
         }
         if self.shutdown.grace_period_secs == 0 {
             return invalid("shutdown.grace_period_secs", "must be at least 1");

@@ -4,6 +4,7 @@
 
 use engine::compare::Criterion;
 use engine::job::JobOptions;
+use engine::schedule::Mode;
 use lapin::BasicProperties;
 use prost::Message;
 use protos::v1::{self, RankJob, RankResult};
@@ -141,6 +142,13 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
         options: JobOptions {
             budget_calls_per_image: budget,
             seed: if job.seed == 0 { defaults.default_seed } else { job.seed },
+            // Top-k jobs spend their comparisons near the cut; threshold jobs rank fully and
+            // filter, since the engine's threshold is a fraction of images, not a score.
+            mode: match selection {
+                Selection::TopK(k) => Mode::TopK { k },
+                Selection::All | Selection::AtLeast(_) => Mode::Full,
+            },
+            stop_tolerance: defaults.stop_tolerance,
             ..JobOptions::default()
         },
         selection,

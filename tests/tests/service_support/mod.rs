@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
@@ -466,6 +466,11 @@ impl Broker {
             .await
             .expect("connecting to the test broker");
         let channel = connection.create_channel().await.expect("a channel");
+        // Confirmed publishes: once `publish_*` returns, the broker has the message queued.
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("enabling publisher confirms");
         channel
             .exchange_declare(
                 sandbox.exchange.as_str().into(),
@@ -548,7 +553,9 @@ impl Broker {
                 properties,
             )
             .await
-            .expect("publishing");
+            .expect("publishing")
+            .await
+            .expect("the broker confirms the publish");
     }
 
     /// The next result on `results` within `timeout`, with its properties.
