@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""Render the Helm chart with every values file and check what matters about the result.
+
+Run by `.ci/helm-check.sh` with its venv's Python (PyYAML comes with yamllint; tomllib is in
+the standard library from 3.11, tomli before). For the default values and each
+`helm/qrank/ci/*-values.yaml` it:
+
+1. renders the chart (`helm template`);
+2. validates every manifest of a built-in kind offline with `kubernetes-validate --strict`;
+   the CRD kinds in `CRD_KINDS` (KEDA, Prometheus Operator) have no bundled schema, so they are
+   skipped there, explicitly, and checked field by field below instead; any other kind fails;
+3. asserts the facts the service depends on (see `check_case`): probe paths and the port match
+   the service's own, the GPU request is present iff `gpu.enabled`, KEDA watches the service's
+   jobs queue, the Secret wiring, the non-root read-only container, the grace periods, the
+   image variant against the Dockerfile's targets;
+4. runs the binary's own config check on the rendered `qrank.toml`
+   (`qrank serve --check-config`), with the environment the pod would get;
+5. starts `qrank serve` with that config (HTTP on a free loopback port, no broker) and requests
+   the Deployment's probe and metrics paths: liveness 200, readiness 503 (no broker), metrics 200;
+   then SIGTERM, which must end it well within `terminationGracePeriodSeconds`.
+
+It also renders a few wrong values and expects the chart to refuse them, and expects the
+binary to refuse a misspelt config key, so the checks above cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "qrank"
+KUBERNETES_VERSION = "1.30.0"
+CORE_KINDS = {
+    "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PersistentVolumeClaim",
+    "PodDisruptionBudget", "Secret", "Service", "ServiceAccount",
+}
+# Custom resources: no schema in kubernetes-validate; checked by check_crds instead.
+CRD_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+STANDARD_LABELS = (
+    "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by", "helm.sh/chart",
+)
+CONFIG_PATH = "/etc/qrank/qrank.toml"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the service and the image say, read from their sources so the chart cannot drift.
+
+def service_facts() -> dict:
+    """Defaults and routes of `qrank serve`, from actors/src (config.rs and service/http.rs)."""
+    config_rs = (ROOT / "actors/src/config.rs").read_text()
+    http_rs = (ROOT / "actors/src/service/http.rs").read_text()
+
+    def find(pattern: str, text: str, what: str) -> str:
+        m = re.search(pattern, text)
+        if not m:
+            raise CheckFailed(f"cannot find {what} in actors/src; update .ci/helm_check.py to match the service")
+        return m.group(1)
+
+    routes = set(re.findall(r'\.route\("(/[^"]*)"', http_rs))
+    # The configuration's sections and keys: `pub section: SectionConfig` in `Config`, then the
+    # `pub key:` fields of each section's struct.
+    structs = {
+        m.group(1): re.findall(r"^\s*pub (\w+):", m.group(2), re.M)
+        for m in re.finditer(r"pub struct (\w+) \{(.*?)^\}", config_rs, re.S | re.M)
+    }
+    expect("Config" in structs, "cannot find `pub struct Config` in actors/src/config.rs")
+    sections = dict(re.findall(r"^\s*pub (\w+): (\w+),", config_rs.split("pub struct Config {", 1)[1].split("}", 1)[0], re.M))
+    keys = {section: set(structs.get(struct, [])) for section, struct in sections.items()}
+    return {
+        "config_keys": keys,
+        "queue": find(r'\bqueue: "([^"]+)"\.into\(\)', config_rs, "the default amqp.queue"),
+        "dead_letter_exchange": find(r'dead_letter_exchange: "([^"]+)"', config_rs, "the default DLX"),
+        "port": int(find(r"listen: SocketAddr::from\(\(\[[0-9, ]+\], (\d+)\)\)", config_rs, "the default port")),
+        "grace_period_secs": int(find(r"grace_period_secs: (\d+)\s*\}", config_rs, "the default grace period")),
+        "routes": routes,
+    }
+
+
+def dockerfile_facts() -> dict:
+    text = (ROOT / "Dockerfile").read_text()
+    users = set(re.findall(r"^USER (\d+)(?::\d+)?\s*$", text, re.M))
+    return {
+        "targets": set(re.findall(r"^FROM \S+ AS (\S+)\s*$", text, re.M | re.I)),
+        "users": users,
+        "cmd": [json.loads(c) for c in re.findall(r"^CMD (\[.*\])\s*$", text, re.M)],
+        "entrypoint": [json.loads(e) for e in re.findall(r"^ENTRYPOINT (\[.*\])\s*$", text, re.M)],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering.
+
+def merged_values(files: list[Path]) -> dict:
+    """values.yaml overlaid with `files`, as Helm merges them (maps deep, the rest replaced)."""
+    def merge(base, over):
+        if isinstance(base, dict) and isinstance(over, dict):
+            out = dict(base)
+            for k, v in over.items():
+                out[k] = merge(base.get(k), v) if k in base else v
+            return out
+        return copy.deepcopy(over)
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for f in files:
+        values = merge(values, yaml.safe_load(f.read_text()) or {})
+    return values
+
+
+def helm_template(helm: str, files: list[Path], sets: list[str] = ()) -> subprocess.CompletedProcess:
+    cmd = [helm, "template", "qrank", str(CHART), "--namespace", "qrank", "--kube-version", KUBERNETES_VERSION]
+    for f in files:
+        cmd += ["-f", str(f)]
+    for s in sets:
+        cmd += ["--set", s]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def render(helm: str, files: list[Path], sets: list[str] = ()) -> tuple[str, list[dict]]:
+    out = helm_template(helm, files, sets)
+    if out.returncode != 0:
+        raise CheckFailed(f"helm template failed:\n{out.stderr}")
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    return out.stdout, docs
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict], kind: str) -> dict:
+    found = by_kind(docs, kind)
+    expect(len(found) == 1, f"expected one {kind}, found {len(found)}")
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema validation.
+
+def validate_schemas(docs: list[dict], validator: str, workdir: Path, name: str) -> list[str]:
+    core, skipped = [], []
+    for d in docs:
+        kind, api = d.get("kind"), d.get("apiVersion")
+        if kind in CORE_KINDS:
+            core.append(d)
+        elif (api, kind) in CRD_KINDS:
+            skipped.append(f"{kind} ({api})")
+        else:
+            raise CheckFailed(f"unexpected kind {api}/{kind}: add it to CORE_KINDS or CRD_KINDS")
+    path = workdir / f"{name}.core.yaml"
+    path.write_text(yaml.safe_dump_all(core, sort_keys=False))
+    out = subprocess.run(
+        [validator, "-k", KUBERNETES_VERSION, "--strict", "--quiet", str(path)], capture_output=True, text=True
+    )
+    expect(out.returncode == 0, f"kubernetes-validate {KUBERNETES_VERSION} --strict failed:\n{out.stdout}{out.stderr}")
+    return skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# The facts.
+
+def secret_ref(env: list[dict], name: str) -> dict | None:
+    for e in env:
+        if e["name"] == name:
+            return e.get("valueFrom", {}).get("secretKeyRef")
+    return None
+
+
+def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> dict:
+    """Assert the facts for one rendering; return what the config and serve checks need."""
+    for d in docs:
+        labels = d["metadata"].get("labels", {})
+        missing = [l for l in STANDARD_LABELS if l not in labels]
+        expect(not missing, f"{d['kind']}/{d['metadata']['name']} lacks labels {missing}")
+
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    expect(list(containers) == ["qrank"], f"containers: {list(containers)}")
+    qrank = containers["qrank"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    expect(all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()), "pod labels miss the selector")
+
+    # The configuration file, as the pod sees it.
+    configmap = one(docs, "ConfigMap")
+    toml_text = configmap["data"]["qrank.toml"]
+    config = tomllib.loads(toml_text)
+    mounts = {m["mountPath"]: m for m in qrank["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    config_mount = mounts.get(os.path.dirname(CONFIG_PATH))
+    expect(config_mount is not None, f"nothing mounted at {os.path.dirname(CONFIG_PATH)}")
+    expect(
+        volumes[config_mount["name"]].get("configMap", {}).get("name") == configmap["metadata"]["name"],
+        "the config mount is not the chart's ConfigMap",
+    )
+    expect(qrank.get("args") == ["serve", "--config", CONFIG_PATH], f"container args: {qrank.get('args')}")
+    expect(qrank.get("command") is None, "the container overrides the image's ENTRYPOINT")
+    expect(docker["entrypoint"] and all(e == ["qrank"] for e in docker["entrypoint"]), "Dockerfile ENTRYPOINT is not qrank")
+    expect(all(c == qrank["args"] for c in docker["cmd"]), f"Dockerfile CMD {docker['cmd']} differs from the chart's args")
+
+    # Port and probes: the container port is the one qrank.toml binds, and the probe paths
+    # are routes the service serves.
+    listen_port = int(config.get("http", {}).get("listen", f"0.0.0.0:{service['port']}").rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in qrank["ports"]}
+    expect(ports == {"http": listen_port}, f"container ports {ports}, but qrank.toml listens on {listen_port}")
+    probes = {}
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = qrank.get(probe, {}).get("httpGet")
+        expect(get is not None, f"no {probe} httpGet")
+        expect(get["path"] == path, f"{probe} path {get['path']}, expected {path}")
+        expect(get["path"] in service["routes"], f"{probe} path {get['path']} is not a route of the service")
+        expect(ports.get(get["port"], get["port"]) == listen_port, f"{probe} port {get['port']} is not {listen_port}")
+        probes[probe] = get["path"]
+
+    svc = one(docs, "Service")
+    expect(svc["spec"]["selector"] == selector, "Service selector differs from the Deployment's")
+    svc_ports = svc["spec"]["ports"]
+    expect(len(svc_ports) == 1 and svc_ports[0]["targetPort"] == "http", f"Service ports: {svc_ports}")
+
+    # Shutdown: Kubernetes must wait longer than the service drains.
+    grace = config.get("shutdown", {}).get("grace_period_secs", service["grace_period_secs"])
+    termination = spec["terminationGracePeriodSeconds"]
+    expect(termination > grace, f"terminationGracePeriodSeconds {termination} <= shutdown.grace_period_secs {grace}")
+    expect(
+        re.fullmatch(r"[0-9a-f]{64}", pod["metadata"].get("annotations", {}).get("checksum/config", "")),
+        "no checksum/config annotation on the pod",
+    )
+
+    # Non-root, read-only root filesystem, writable cache and /tmp.
+    pod_sc, sc = spec.get("securityContext", {}), qrank.get("securityContext", {})
+    expect(pod_sc.get("runAsNonRoot") is True and sc.get("runAsNonRoot") is True, "runAsNonRoot is not set")
+    expect(str(pod_sc.get("runAsUser")) in docker["users"], f"runAsUser {pod_sc.get('runAsUser')} is not the image's USER {docker['users']}")
+    expect(sc.get("readOnlyRootFilesystem") is True, "the root filesystem is writable")
+    expect(sc.get("allowPrivilegeEscalation") is False, "privilege escalation is allowed")
+    expect("ALL" in sc.get("capabilities", {}).get("drop", []), "capabilities are not dropped")
+    writable = {path for path, m in mounts.items() if not m.get("readOnly")}
+    expect("/tmp" in writable and values["cache"]["mountPath"] in writable, f"writable mounts: {sorted(writable)}")
+    env = {e["name"]: e for e in qrank["env"]}
+    hf_home = env["HF_HOME"]["value"]
+    expect(any(hf_home == w or hf_home.startswith(w.rstrip("/") + "/") for w in writable), f"HF_HOME {hf_home} is not writable")
+    for init in spec.get("initContainers", []):
+        expect(init.get("securityContext", {}).get("readOnlyRootFilesystem") is True, f"init container {init['name']} has a writable root")
+
+    # GPU: requested (and limited) iff enabled; the image variant follows.
+    gpu = values["gpu"]
+    resources = qrank.get("resources", {})
+    for part in ("limits", "requests"):
+        got = resources.get(part, {}).get(gpu["resourceName"])
+        if gpu["enabled"]:
+            expect(str(got) == str(gpu["count"]), f"{part} {gpu['resourceName']} = {got}, expected {gpu['count']}")
+        else:
+            expect(got is None, f"{part} asks for {gpu['resourceName']} with gpu.enabled false")
+    variant = "cuda" if gpu["enabled"] else "cpu"
+    expect(variant in docker["targets"], f"the Dockerfile has no target {variant}")
+    if not values["image"]["tag"]:
+        expect(qrank["image"].split("@")[0].endswith(f"-{variant}"), f"image {qrank['image']} is not the {variant} variant")
+
+    # Secrets: the broker URL comes from the Secret, which is the chart's or the existing one.
+    amqp_ref = secret_ref(qrank["env"], "QRANK_AMQP__URL")
+    expect(amqp_ref is not None and not amqp_ref.get("optional"), "QRANK_AMQP__URL is not a required secretKeyRef")
+    expect("url" not in config.get("amqp", {}), "the broker URL is in the ConfigMap")
+    secrets = by_kind(docs, "Secret")
+    existing = values["secrets"]["existingSecret"]
+    if existing:
+        expect(not secrets, "a Secret is rendered although secrets.existingSecret is set")
+        expect(amqp_ref["name"] == existing, f"QRANK_AMQP__URL reads {amqp_ref['name']}, not {existing}")
+        amqp_url = "amqp://user:password@rabbitmq:5672/%2f"  # stands in for the existing Secret's value
+    else:
+        expect(len(secrets) == 1 and secrets[0]["metadata"]["name"] == amqp_ref["name"], "the chart's Secret is not the one referenced")
+        amqp_url = base64.b64decode(secrets[0]["data"][amqp_ref["key"]]).decode()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        ref = secret_ref(qrank["env"], name)
+        expect(ref is not None and ref["name"] == amqp_ref["name"], f"{name} does not come from the same Secret")
+
+    # Scaling: KEDA on the service's jobs queue, or an HPA, never both; no fixed replicas then.
+    keda, hpa = values["autoscaling"]["keda"]["enabled"], values["autoscaling"]["hpa"]["enabled"]
+    scaled = by_kind(docs, "ScaledObject")
+    expect(len(scaled) == int(keda), f"{len(scaled)} ScaledObjects with autoscaling.keda.enabled={keda}")
+    expect(len(by_kind(docs, "HorizontalPodAutoscaler")) == int(hpa), "HPA presence differs from autoscaling.hpa.enabled")
+    expect(("replicas" in deployment["spec"]) == (not keda and not hpa), "replicas set while autoscaled, or missing")
+    queue = config.get("amqp", {}).get("queue", service["queue"])
+    for so in scaled:
+        target = so["spec"]["scaleTargetRef"]
+        expect(target["kind"] == "Deployment" and target["name"] == deployment["metadata"]["name"], "ScaledObject targets another workload")
+        (trigger,) = so["spec"]["triggers"]
+        expect(trigger["type"] == "rabbitmq", f"trigger type {trigger['type']}")
+        expect(trigger["metadata"]["queueName"] == queue, f"KEDA watches {trigger['metadata']['queueName']}, qrank consumes {queue}")
+        expect(trigger["metadata"]["mode"] == "QueueLength" and trigger["metadata"]["value"].isdigit(), "trigger mode/value")
+        auth = one(docs, "TriggerAuthentication")
+        expect(trigger["authenticationRef"]["name"] == auth["metadata"]["name"], "trigger names another TriggerAuthentication")
+        (host,) = auth["spec"]["secretTargetRef"]
+        expect(
+            (host["parameter"], host["name"], host["key"]) == ("host", amqp_ref["name"], amqp_ref["key"]),
+            f"KEDA's broker URL {host} is not the service's {amqp_ref}",
+        )
+    for hpa_doc in by_kind(docs, "HorizontalPodAutoscaler"):
+        expect(hpa_doc["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "HPA targets another workload")
+
+    # Monitors scrape the service's metrics route on its port.
+    expect("/metrics" in service["routes"], "the service has no /metrics route")
+    for pm in by_kind(docs, "PodMonitor"):
+        (ep,) = pm["spec"]["podMetricsEndpoints"]
+        expect(ep["port"] == "http" and ep["path"] == "/metrics", f"PodMonitor endpoint {ep}")
+        expect(pm["spec"]["selector"]["matchLabels"] == selector, "PodMonitor selects other pods")
+    for sm in by_kind(docs, "ServiceMonitor"):
+        (ep,) = sm["spec"]["endpoints"]
+        expect(ep["port"] == svc_ports[0]["name"] and ep["path"] == "/metrics", f"ServiceMonitor endpoint {ep}")
+    expect(len(by_kind(docs, "PodMonitor")) == int(values["metrics"]["podMonitor"]["enabled"]), "PodMonitor presence")
+    expect(len(by_kind(docs, "ServiceMonitor")) == int(values["metrics"]["serviceMonitor"]["enabled"]), "ServiceMonitor presence")
+    expect(len(by_kind(docs, "PodDisruptionBudget")) == int(values["podDisruptionBudget"]["enabled"]), "PDB presence")
+    expect(len(by_kind(docs, "NetworkPolicy")) == int(values["networkPolicy"]["enabled"]), "NetworkPolicy presence")
+
+    # Model volume: mounted as HF_HOME; a download fills the same volume first.
+    model = values["modelVolume"]
+    if model["enabled"]:
+        expect(mounts.get(hf_home, {}).get("name") == "model", "the model volume is not mounted at HF_HOME")
+        inits = spec.get("initContainers", [])
+        expect(len(inits) == int(model["download"]["enabled"]), "init container presence differs from modelVolume.download.enabled")
+        for init in inits:
+            init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+            expect(init_mounts.get(hf_home) == "model", "the download writes elsewhere than HF_HOME")
+
+    literal_env = {e["name"]: e["value"] for e in qrank["env"] if "value" in e and e["name"].startswith("QRANK_")}
+    return {
+        "toml": toml_text,
+        "env": {**literal_env, "QRANK_AMQP__URL": amqp_url},
+        "probes": probes,
+        "termination": termination,
+        "queue": queue,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The binary.
+
+def check_config(qrank: str, toml_path: Path, env: dict) -> None:
+    clean_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
+    out = subprocess.run(
+        [qrank, "serve", "--check-config", "--config", str(toml_path)], capture_output=True, text=True, env=clean_env
+    )
+    expect(out.returncode == 0, f"qrank serve --check-config rejected {toml_path} (exit {out.returncode}):\n{out.stdout}{out.stderr}")
+
+
+def get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Path) -> str:
+    """Start qrank serve with the rendered config and hit the chart's probe paths."""
+    log_path = workdir / (toml_path.stem + ".serve.log")
+    serve_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **env,
+        # A free loopback port instead of the pod's; a broker that refuses, so readiness is 503.
+        "QRANK_HTTP__LISTEN": "127.0.0.1:0",
+        "QRANK_AMQP__URL": "amqp://guest:guest@127.0.0.1:1/%2f",
+        "QRANK_LOG__FORMAT": "json",
+    }
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([qrank, "serve", "--config", str(toml_path)], stdout=log, stderr=log, env=serve_env)
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            expect(proc.poll() is None, f"qrank serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            m = re.search(r'"addr":"127\.0\.0\.1:(\d+)"', log_path.read_text())
+            port = int(m.group(1)) if m else None
+            time.sleep(0.1)
+        expect(port is not None, f"qrank serve logged no address within 30 s:\n{log_path.read_text()}")
+        codes = {path: get(port, path) for path in sorted(set(facts["probes"].values()) | {"/metrics"})}
+        expect(codes.get("/healthz") == 200, f"liveness {codes}")
+        expect(codes.get("/readyz") == 503, f"readiness without a broker should be 503: {codes}")
+        expect(codes.get("/metrics") == 200, f"metrics {codes}")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=facts["termination"])
+        took = time.monotonic() - started
+        expect(proc.returncode == 0, f"qrank serve exited {proc.returncode} after SIGTERM")
+        return f"probes {codes}, SIGTERM -> exit in {took:.1f}s"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+
+def check_refusals(helm: str, qrank: str, workdir: Path) -> None:
+    """Wrong values must fail to render, and a misspelt key must fail the binary's check."""
+    for sets, why in (
+        (["terminationGracePeriodSeconds=30"], "must exceed config.shutdown.grace_period_secs"),
+        (["autoscaling.keda.enabled=true", "autoscaling.hpa.enabled=true"], "exclusive"),
+        (["config.amqp.url=amqp://u:p@h/"], "config.amqp.url must not be set"),
+        (["config.http.listen=0.0.0.0:0"], "the port must be 1 to 65535"),
+    ):
+        out = helm_template(helm, [], sets)
+        expect(out.returncode != 0 and why in out.stderr, f"the chart accepted --set {sets} (wanted an error with {why!r}): {out.stderr}")
+    _, docs = render(helm, [], ["config.pipeline.num_loaderz=3"])
+    bad = workdir / "misspelt.toml"
+    bad.write_text(one(docs, "ConfigMap")["data"]["qrank.toml"])
+    out = subprocess.run([qrank, "serve", "--check-config", "--config", str(bad)], capture_output=True, text=True)
+    expect(out.returncode == 64 and "num_loaderz" in out.stderr, f"--check-config accepted a misspelt key: {out.returncode} {out.stderr}")
+    # The checksum annotation must follow the configuration.
+    sums = []
+    for sets in ([], ["config.log.filter=debug"]):
+        _, docs = render(helm, [], sets)
+        sums.append(one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+    expect(sums[0] != sums[1], "checksum/config does not change with the configuration")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--helm", required=True)
+    parser.add_argument("--validator", required=True, help="the kubernetes-validate executable")
+    parser.add_argument("--qrank", required=True, help="the qrank binary (target/debug/qrank)")
+    parser.add_argument("--workdir", required=True, type=Path)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    expect(os.access(args.qrank, os.X_OK), f"{args.qrank} is missing: build it first (cargo build -p actors --bin qrank)")
+
+    service, docker = service_facts(), dockerfile_facts()
+    cases = [("default", [])] + [
+        (p.name.removesuffix("-values.yaml"), [p]) for p in sorted((CHART / "ci").glob("*-values.yaml"))
+    ]
+    failures = 0
+    for name, files in cases:
+        try:
+            text, docs = render(args.helm, files)
+            (args.workdir / f"{name}.yaml").write_text(text)
+            skipped = validate_schemas(docs, args.validator, args.workdir, name)
+            values = merged_values(files)
+            facts = check_case(docs, values, service, docker)
+            if name == "default":
+                expect(facts["queue"] == service["queue"], f"default queue {facts['queue']}, the service's is {service['queue']}")
+                expect(
+                    int(values["config"]["http"]["listen"].rsplit(":", 1)[1]) == service["port"],
+                    f"default port differs from the service's {service['port']}",
+                )
+                expect(values["service"]["port"] == service["port"], "service.port differs from the service's default port")
+                expect(
+                    values["config"]["amqp"]["dead_letter_exchange"] == service["dead_letter_exchange"],
+                    "default dead-letter exchange differs from the service's",
+                )
+                # values.yaml documents every key the service has (the URL lives in the Secret);
+                # --check-config already refuses keys the service lacks.
+                chart_keys = {section: set(keys) for section, keys in values["config"].items()}
+                wanted = {s: k - ({"url"} if s == "amqp" else set()) for s, k in service["config_keys"].items()}
+                expect(chart_keys == wanted, f"config keys in values.yaml {chart_keys} differ from the service's {wanted}")
+            toml_path = args.workdir / f"{name}.qrank.toml"
+            toml_path.write_text(facts["toml"])
+            check_config(args.qrank, toml_path, facts["env"])
+            served = check_serve(args.qrank, toml_path, facts["env"], facts, args.workdir)
+            kinds = sorted({d["kind"] for d in docs})
+            print(f"ok   {name}: {len(docs)} manifests {kinds}; schemas ok (skipped CRDs: {', '.join(skipped) or 'none'}); "
+                  f"check-config ok; {served}")
+        except CheckFailed as e:
+            failures += 1
+            print(f"FAIL {name}: {e}", file=sys.stderr)
+    try:
+        check_refusals(args.helm, args.qrank, args.workdir)
+        print("ok   refusals: bad values fail to render, a misspelt key fails --check-config, the checksum follows the config")
+    except CheckFailed as e:
+        failures += 1
+        print(f"FAIL refusals: {e}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
