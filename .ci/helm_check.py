@@ -34,7 +34,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,10 +50,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "qrank"
 KUBERNETES_VERSION = "1.30.0"
 CORE_KINDS = {
-    "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PersistentVolumeClaim",
-    "PodDisruptionBudget", "Secret", "Service", "ServiceAccount",
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "NetworkPolicy",
+    "PersistentVolumeClaim",
+    "PodDisruptionBudget",
+    "Secret",
+    "Service",
+    "ServiceAccount",
 }
-# Custom resources: no schema in kubernetes-validate; checked by check_crds instead.
+# Custom resources: no schema in kubernetes-validate; check_case checks their fields instead.
 CRD_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
@@ -62,8 +68,11 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
 STANDARD_LABELS = (
-    "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
-    "app.kubernetes.io/managed-by", "helm.sh/chart",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
 )
 CONFIG_PATH = "/etc/qrank/qrank.toml"
 
@@ -79,6 +88,7 @@ def expect(condition: bool, message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # What the service and the image say, read from their sources so the chart cannot drift.
+
 
 def service_facts() -> dict:
     """Defaults and routes of `qrank serve`, from actors/src (config.rs and service/http.rs)."""
@@ -99,7 +109,9 @@ def service_facts() -> dict:
         for m in re.finditer(r"pub struct (\w+) \{(.*?)^\}", config_rs, re.S | re.M)
     }
     expect("Config" in structs, "cannot find `pub struct Config` in actors/src/config.rs")
-    sections = dict(re.findall(r"^\s*pub (\w+): (\w+),", config_rs.split("pub struct Config {", 1)[1].split("}", 1)[0], re.M))
+    sections = dict(
+        re.findall(r"^\s*pub (\w+): (\w+),", config_rs.split("pub struct Config {", 1)[1].split("}", 1)[0], re.M)
+    )
     keys = {section: set(structs.get(struct, [])) for section, struct in sections.items()}
     return {
         "config_keys": keys,
@@ -125,8 +137,10 @@ def dockerfile_facts() -> dict:
 # ---------------------------------------------------------------------------------------------
 # Rendering.
 
+
 def merged_values(files: list[Path]) -> dict:
     """values.yaml overlaid with `files`, as Helm merges them (maps deep, the rest replaced)."""
+
     def merge(base, over):
         if isinstance(base, dict) and isinstance(over, dict):
             out = dict(base)
@@ -171,6 +185,7 @@ def one(docs: list[dict], kind: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Schema validation.
 
+
 def validate_schemas(docs: list[dict], validator: str, workdir: Path, name: str) -> list[str]:
     core, skipped = [], []
     for d in docs:
@@ -192,6 +207,7 @@ def validate_schemas(docs: list[dict], validator: str, workdir: Path, name: str)
 
 # ---------------------------------------------------------------------------------------------
 # The facts.
+
 
 def secret_ref(env: list[dict], name: str) -> dict | None:
     for e in env:
@@ -230,8 +246,12 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     )
     expect(qrank.get("args") == ["serve", "--config", CONFIG_PATH], f"container args: {qrank.get('args')}")
     expect(qrank.get("command") is None, "the container overrides the image's ENTRYPOINT")
-    expect(docker["entrypoint"] and all(e == ["qrank"] for e in docker["entrypoint"]), "Dockerfile ENTRYPOINT is not qrank")
-    expect(all(c == qrank["args"] for c in docker["cmd"]), f"Dockerfile CMD {docker['cmd']} differs from the chart's args")
+    expect(
+        docker["entrypoint"] and all(e == ["qrank"] for e in docker["entrypoint"]), "Dockerfile ENTRYPOINT is not qrank"
+    )
+    expect(
+        all(c == qrank["args"] for c in docker["cmd"]), f"Dockerfile CMD {docker['cmd']} differs from the chart's args"
+    )
 
     # Port and probes: the container port is the one qrank.toml binds, and the probe paths
     # are routes the service serves.
@@ -264,7 +284,10 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     # Non-root, read-only root filesystem, writable cache and /tmp.
     pod_sc, sc = spec.get("securityContext", {}), qrank.get("securityContext", {})
     expect(pod_sc.get("runAsNonRoot") is True and sc.get("runAsNonRoot") is True, "runAsNonRoot is not set")
-    expect(str(pod_sc.get("runAsUser")) in docker["users"], f"runAsUser {pod_sc.get('runAsUser')} is not the image's USER {docker['users']}")
+    expect(
+        str(pod_sc.get("runAsUser")) in docker["users"],
+        f"runAsUser {pod_sc.get('runAsUser')} is not the image's USER {docker['users']}",
+    )
     expect(sc.get("readOnlyRootFilesystem") is True, "the root filesystem is writable")
     expect(sc.get("allowPrivilegeEscalation") is False, "privilege escalation is allowed")
     expect("ALL" in sc.get("capabilities", {}).get("drop", []), "capabilities are not dropped")
@@ -272,9 +295,15 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     expect("/tmp" in writable and values["cache"]["mountPath"] in writable, f"writable mounts: {sorted(writable)}")
     env = {e["name"]: e for e in qrank["env"]}
     hf_home = env["HF_HOME"]["value"]
-    expect(any(hf_home == w or hf_home.startswith(w.rstrip("/") + "/") for w in writable), f"HF_HOME {hf_home} is not writable")
+    expect(
+        any(hf_home == w or hf_home.startswith(w.rstrip("/") + "/") for w in writable),
+        f"HF_HOME {hf_home} is not writable",
+    )
     for init in spec.get("initContainers", []):
-        expect(init.get("securityContext", {}).get("readOnlyRootFilesystem") is True, f"init container {init['name']} has a writable root")
+        expect(
+            init.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
+            f"init container {init['name']} has a writable root",
+        )
 
     # GPU: requested (and limited) iff enabled; the image variant follows.
     gpu = values["gpu"]
@@ -288,7 +317,9 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     variant = "cuda" if gpu["enabled"] else "cpu"
     expect(variant in docker["targets"], f"the Dockerfile has no target {variant}")
     if not values["image"]["tag"]:
-        expect(qrank["image"].split("@")[0].endswith(f"-{variant}"), f"image {qrank['image']} is not the {variant} variant")
+        expect(
+            qrank["image"].split("@")[0].endswith(f"-{variant}"), f"image {qrank['image']} is not the {variant} variant"
+        )
 
     # Secrets: the broker URL comes from the Secret, which is the chart's or the existing one.
     amqp_ref = secret_ref(qrank["env"], "QRANK_AMQP__URL")
@@ -301,7 +332,10 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
         expect(amqp_ref["name"] == existing, f"QRANK_AMQP__URL reads {amqp_ref['name']}, not {existing}")
         amqp_url = "amqp://user:password@rabbitmq:5672/%2f"  # stands in for the existing Secret's value
     else:
-        expect(len(secrets) == 1 and secrets[0]["metadata"]["name"] == amqp_ref["name"], "the chart's Secret is not the one referenced")
+        expect(
+            len(secrets) == 1 and secrets[0]["metadata"]["name"] == amqp_ref["name"],
+            "the chart's Secret is not the one referenced",
+        )
         amqp_url = base64.b64decode(secrets[0]["data"][amqp_ref["key"]]).decode()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         ref = secret_ref(qrank["env"], name)
@@ -311,25 +345,41 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     keda, hpa = values["autoscaling"]["keda"]["enabled"], values["autoscaling"]["hpa"]["enabled"]
     scaled = by_kind(docs, "ScaledObject")
     expect(len(scaled) == int(keda), f"{len(scaled)} ScaledObjects with autoscaling.keda.enabled={keda}")
-    expect(len(by_kind(docs, "HorizontalPodAutoscaler")) == int(hpa), "HPA presence differs from autoscaling.hpa.enabled")
+    expect(
+        len(by_kind(docs, "HorizontalPodAutoscaler")) == int(hpa), "HPA presence differs from autoscaling.hpa.enabled"
+    )
     expect(("replicas" in deployment["spec"]) == (not keda and not hpa), "replicas set while autoscaled, or missing")
     queue = config.get("amqp", {}).get("queue", service["queue"])
     for so in scaled:
         target = so["spec"]["scaleTargetRef"]
-        expect(target["kind"] == "Deployment" and target["name"] == deployment["metadata"]["name"], "ScaledObject targets another workload")
+        expect(
+            target["kind"] == "Deployment" and target["name"] == deployment["metadata"]["name"],
+            "ScaledObject targets another workload",
+        )
         (trigger,) = so["spec"]["triggers"]
         expect(trigger["type"] == "rabbitmq", f"trigger type {trigger['type']}")
-        expect(trigger["metadata"]["queueName"] == queue, f"KEDA watches {trigger['metadata']['queueName']}, qrank consumes {queue}")
-        expect(trigger["metadata"]["mode"] == "QueueLength" and trigger["metadata"]["value"].isdigit(), "trigger mode/value")
+        expect(
+            trigger["metadata"]["queueName"] == queue,
+            f"KEDA watches {trigger['metadata']['queueName']}, qrank consumes {queue}",
+        )
+        expect(
+            trigger["metadata"]["mode"] == "QueueLength" and trigger["metadata"]["value"].isdigit(),
+            "trigger mode/value",
+        )
         auth = one(docs, "TriggerAuthentication")
-        expect(trigger["authenticationRef"]["name"] == auth["metadata"]["name"], "trigger names another TriggerAuthentication")
+        expect(
+            trigger["authenticationRef"]["name"] == auth["metadata"]["name"],
+            "trigger names another TriggerAuthentication",
+        )
         (host,) = auth["spec"]["secretTargetRef"]
         expect(
             (host["parameter"], host["name"], host["key"]) == ("host", amqp_ref["name"], amqp_ref["key"]),
             f"KEDA's broker URL {host} is not the service's {amqp_ref}",
         )
     for hpa_doc in by_kind(docs, "HorizontalPodAutoscaler"):
-        expect(hpa_doc["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "HPA targets another workload")
+        expect(
+            hpa_doc["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "HPA targets another workload"
+        )
 
     # Monitors scrape the service's metrics route on its port.
     expect("/metrics" in service["routes"], "the service has no /metrics route")
@@ -341,7 +391,10 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
         (ep,) = sm["spec"]["endpoints"]
         expect(ep["port"] == svc_ports[0]["name"] and ep["path"] == "/metrics", f"ServiceMonitor endpoint {ep}")
     expect(len(by_kind(docs, "PodMonitor")) == int(values["metrics"]["podMonitor"]["enabled"]), "PodMonitor presence")
-    expect(len(by_kind(docs, "ServiceMonitor")) == int(values["metrics"]["serviceMonitor"]["enabled"]), "ServiceMonitor presence")
+    expect(
+        len(by_kind(docs, "ServiceMonitor")) == int(values["metrics"]["serviceMonitor"]["enabled"]),
+        "ServiceMonitor presence",
+    )
     expect(len(by_kind(docs, "PodDisruptionBudget")) == int(values["podDisruptionBudget"]["enabled"]), "PDB presence")
     expect(len(by_kind(docs, "NetworkPolicy")) == int(values["networkPolicy"]["enabled"]), "NetworkPolicy presence")
 
@@ -350,7 +403,10 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     if model["enabled"]:
         expect(mounts.get(hf_home, {}).get("name") == "model", "the model volume is not mounted at HF_HOME")
         inits = spec.get("initContainers", [])
-        expect(len(inits) == int(model["download"]["enabled"]), "init container presence differs from modelVolume.download.enabled")
+        expect(
+            len(inits) == int(model["download"]["enabled"]),
+            "init container presence differs from modelVolume.download.enabled",
+        )
         for init in inits:
             init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
             expect(init_mounts.get(hf_home) == "model", "the download writes elsewhere than HF_HOME")
@@ -365,15 +421,36 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     }
 
 
+def check_defaults(values: dict, facts: dict, service: dict) -> None:
+    """The chart's defaults are the service's: queue, port, DLX, and every config key."""
+    expect(facts["queue"] == service["queue"], f"default queue {facts['queue']}, the service's is {service['queue']}")
+    port = int(values["config"]["http"]["listen"].rsplit(":", 1)[1])
+    expect(port == service["port"], f"default port {port} differs from the service's {service['port']}")
+    expect(values["service"]["port"] == service["port"], "service.port differs from the service's default port")
+    expect(
+        values["config"]["amqp"]["dead_letter_exchange"] == service["dead_letter_exchange"],
+        "default dead-letter exchange differs from the service's",
+    )
+    # values.yaml lists every key the service has (the URL lives in the Secret); the binary's
+    # --check-config already refuses keys the service lacks.
+    chart_keys = {section: set(keys) for section, keys in values["config"].items()}
+    wanted = {s: k - ({"url"} if s == "amqp" else set()) for s, k in service["config_keys"].items()}
+    expect(chart_keys == wanted, f"config keys in values.yaml {chart_keys} differ from the service's {wanted}")
+
+
 # ---------------------------------------------------------------------------------------------
 # The binary.
+
 
 def check_config(qrank: str, toml_path: Path, env: dict) -> None:
     clean_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     out = subprocess.run(
         [qrank, "serve", "--check-config", "--config", str(toml_path)], capture_output=True, text=True, env=clean_env
     )
-    expect(out.returncode == 0, f"qrank serve --check-config rejected {toml_path} (exit {out.returncode}):\n{out.stdout}{out.stderr}")
+    expect(
+        out.returncode == 0,
+        f"qrank serve --check-config rejected {toml_path} (exit {out.returncode}):\n{out.stdout}{out.stderr}",
+    )
 
 
 def get(port: int, path: str) -> int:
@@ -424,6 +501,7 @@ def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Pa
 
 # ---------------------------------------------------------------------------------------------
 
+
 def check_refusals(helm: str, qrank: str, workdir: Path) -> None:
     """Wrong values must fail to render, and a misspelt key must fail the binary's check."""
     for sets, why in (
@@ -433,12 +511,18 @@ def check_refusals(helm: str, qrank: str, workdir: Path) -> None:
         (["config.http.listen=0.0.0.0:0"], "the port must be 1 to 65535"),
     ):
         out = helm_template(helm, [], sets)
-        expect(out.returncode != 0 and why in out.stderr, f"the chart accepted --set {sets} (wanted an error with {why!r}): {out.stderr}")
+        expect(
+            out.returncode != 0 and why in out.stderr,
+            f"the chart accepted --set {sets} (wanted an error with {why!r}): {out.stderr}",
+        )
     _, docs = render(helm, [], ["config.pipeline.num_loaderz=3"])
     bad = workdir / "misspelt.toml"
     bad.write_text(one(docs, "ConfigMap")["data"]["qrank.toml"])
     out = subprocess.run([qrank, "serve", "--check-config", "--config", str(bad)], capture_output=True, text=True)
-    expect(out.returncode == 64 and "num_loaderz" in out.stderr, f"--check-config accepted a misspelt key: {out.returncode} {out.stderr}")
+    expect(
+        out.returncode == 64 and "num_loaderz" in out.stderr,
+        f"--check-config accepted a misspelt key: {out.returncode} {out.stderr}",
+    )
     # The checksum annotation must follow the configuration.
     sums = []
     for sets in ([], ["config.log.filter=debug"]):
@@ -454,8 +538,11 @@ def main() -> int:
     parser.add_argument("--qrank", required=True, help="the qrank binary (target/debug/qrank)")
     parser.add_argument("--workdir", required=True, type=Path)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # keep ok/FAIL lines in order with stderr
     args.workdir.mkdir(parents=True, exist_ok=True)
-    expect(os.access(args.qrank, os.X_OK), f"{args.qrank} is missing: build it first (cargo build -p actors --bin qrank)")
+    expect(
+        os.access(args.qrank, os.X_OK), f"{args.qrank} is missing: build it first (cargo build -p actors --bin qrank)"
+    )
 
     service, docker = service_facts(), dockerfile_facts()
     cases = [("default", [])] + [
@@ -470,34 +557,23 @@ def main() -> int:
             values = merged_values(files)
             facts = check_case(docs, values, service, docker)
             if name == "default":
-                expect(facts["queue"] == service["queue"], f"default queue {facts['queue']}, the service's is {service['queue']}")
-                expect(
-                    int(values["config"]["http"]["listen"].rsplit(":", 1)[1]) == service["port"],
-                    f"default port differs from the service's {service['port']}",
-                )
-                expect(values["service"]["port"] == service["port"], "service.port differs from the service's default port")
-                expect(
-                    values["config"]["amqp"]["dead_letter_exchange"] == service["dead_letter_exchange"],
-                    "default dead-letter exchange differs from the service's",
-                )
-                # values.yaml documents every key the service has (the URL lives in the Secret);
-                # --check-config already refuses keys the service lacks.
-                chart_keys = {section: set(keys) for section, keys in values["config"].items()}
-                wanted = {s: k - ({"url"} if s == "amqp" else set()) for s, k in service["config_keys"].items()}
-                expect(chart_keys == wanted, f"config keys in values.yaml {chart_keys} differ from the service's {wanted}")
+                check_defaults(values, facts, service)
             toml_path = args.workdir / f"{name}.qrank.toml"
             toml_path.write_text(facts["toml"])
             check_config(args.qrank, toml_path, facts["env"])
             served = check_serve(args.qrank, toml_path, facts["env"], facts, args.workdir)
             kinds = sorted({d["kind"] for d in docs})
-            print(f"ok   {name}: {len(docs)} manifests {kinds}; schemas ok (skipped CRDs: {', '.join(skipped) or 'none'}); "
-                  f"check-config ok; {served}")
+            print(
+                f"ok   {name}: {len(docs)} manifests {kinds}; schemas ok "
+                f"(skipped CRDs: {', '.join(skipped) or 'none'}); check-config ok; {served}"
+            )
         except CheckFailed as e:
             failures += 1
             print(f"FAIL {name}: {e}", file=sys.stderr)
     try:
         check_refusals(args.helm, args.qrank, args.workdir)
-        print("ok   refusals: bad values fail to render, a misspelt key fails --check-config, the checksum follows the config")
+        print("ok   refusals: bad values fail to render, a misspelt key fails --check-config,")
+        print("     and the checksum annotation follows the config")
     except CheckFailed as e:
         failures += 1
         print(f"FAIL refusals: {e}", file=sys.stderr)

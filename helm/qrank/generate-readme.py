@@ -89,6 +89,8 @@ def block_default(lines: list[str], first: int) -> str:
 
 
 def parse(text: str) -> list[Row]:
+    """The documented values of values.yaml, in file order; raises ValuesError for a value
+    without a doc comment or syntax outside the supported subset."""
     lines = text.splitlines()
     rows: list[Row] = []
     stack: list[tuple[int, str, bool]] = []  # (indent, key, documented)
