@@ -81,7 +81,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    let probs = super::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?;
     probs.matmul(&v.contiguous()?)
 }
 

@@ -58,6 +58,7 @@ pub mod parity;
 mod preprocess;
 mod prompt;
 mod sentencepiece;
+mod softmax;
 mod vision;
 
 pub use comparator::{CoInstruct, DeviceKind, LoadOptions, Precision};
