@@ -26,7 +26,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e = p * r * r + r + 1.0;
     let value = e * f32::from_bits(((k + 127) as u32) << 23);
     if x < -87.0 {
