@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::compare::Criterion;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,16 +47,54 @@ pub enum Command {
         A bad configuration exits with code 64 before any port is bound."
     )]
     Serve(ServeArgs),
+    /// Ask the model about 2 to 4 images: the probability that each is best, or, with
+    /// --question, its answer in words.
+    #[command(
+        after_help = "Examples:\n  qrank compare a.jpg b.jpg --model q-future/co-instruct\n  \
+        qrank compare a.jpg b.jpg c.jpg --model ./co-instruct --question \"Which image is sharper, and why?\""
+    )]
+    Compare(CompareArgs),
 }
 
-/// The quality model that judges the images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelName {
-    /// BRISQUE (Mittal et al. 2012) with the published LIVE-trained SVR. Scores each image once.
-    Brisque,
-    /// NIQE (Mittal et al. 2013) with the published pristine-image model. Scores each image once.
-    Niqe,
+pub use crate::models::ModelSpec;
+
+/// What the comparator is asked about each group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CriterionName {
+    Overall,
+    Sharpness,
+    Noise,
+    Exposure,
+    Colour,
+}
+
+/// The quality model and what it is asked.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The quality model: `brisque` (built in, the default), `niqe` (built in), or a Co-Instruct
+    /// checkpoint as a Hugging Face hub id (`q-future/co-instruct`) or a local folder. Set
+    /// QRANK_DEVICE=cuda:0 to run Co-Instruct on a GPU (binary built with --features cuda).
+    #[arg(long, default_value = "brisque", value_name = "MODEL")]
+    pub model: ModelSpec,
+    /// What to compare, for models that compare (Co-Instruct); BRISQUE and NIQE judge overall quality.
+    #[arg(long, value_enum, default_value_t = CriterionName::Overall)]
+    pub criterion: CriterionName,
+    /// A custom question whose answer picks one image, instead of --criterion.
+    #[arg(long, value_name = "TEXT")]
+    pub question: Option<String>,
+}
+
+impl ModelArgs {
+    pub fn criterion(&self) -> Criterion {
+        match (&self.question, self.criterion) {
+            (Some(question), _) => Criterion::Custom(question.clone()),
+            (None, CriterionName::Overall) => Criterion::Overall,
+            (None, CriterionName::Sharpness) => Criterion::Sharpness,
+            (None, CriterionName::Noise) => Criterion::Noise,
+            (None, CriterionName::Exposure) => Criterion::Exposure,
+            (None, CriterionName::Colour) => Criterion::Colour,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,12 +117,19 @@ pub struct OutputArgs {
 pub struct RankArgs {
     /// A folder, or a URL: file://, s3://bucket/prefix/, gs://bucket/prefix/, az://container/prefix/.
     pub source: String,
-    /// The quality model.
-    #[arg(long, value_enum, default_value_t = ModelName::Brisque)]
-    pub model: ModelName,
-    /// Comparator calls per image, for models that compare rather than score.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Comparator calls per image, for models that compare rather than score. A run stops
+    /// earlier once a round no longer moves the ranking.
     #[arg(long, default_value_t = 3.0, value_name = "N")]
     pub budget: f64,
+    /// Only the best K images matter: spend the comparisons near the cut and report P(in top K).
+    #[arg(long, value_name = "K", conflicts_with = "drop_worst")]
+    pub top_k: Option<usize>,
+    /// Only the worst FRACTION (0..1) matters, to be dropped: spend the comparisons near the cut
+    /// and report P(below the cut).
+    #[arg(long, value_name = "FRACTION")]
+    pub drop_worst: Option<f64>,
     /// Descend into sub-folders (sub-prefixes).
     #[arg(long)]
     pub recursive: bool,
@@ -114,6 +160,21 @@ pub struct FitArgs {
     pub tolerance: f64,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two to four image files, in the order they are shown to the model.
+    #[arg(num_args = 2..=4, required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Longest answer to an open question, in tokens.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_tokens: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use engine::compare::Comparator;
 use engine::image::Limits;
 use engine::job::JobOptions;
 use engine::rank::{fit as fit_model, parse_comparisons, FitOptions, Prior, Ranking};
+use engine::schedule::Mode;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{FitArgs, RankArgs, UsageError};
+use crate::cli::{CompareArgs, FitArgs, RankArgs, UsageError};
 use crate::exit;
 use crate::output;
 use crate::pipeline::{self, Progress, Report, RunOptions, Stats};
@@ -23,8 +25,17 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         ))
         .into());
     }
+    let mode = match (args.top_k, args.drop_worst) {
+        (Some(0), _) => return Err(UsageError("--top-k must be at least 1".into()).into()),
+        (Some(k), _) => Mode::TopK { k },
+        (None, Some(f)) if !(f > 0.0 && f < 1.0) => {
+            return Err(UsageError(format!("--drop-worst must be a fraction between 0 and 1, got {f}")).into())
+        }
+        (None, Some(fraction)) => Mode::Threshold { fraction },
+        (None, None) => Mode::Full,
+    };
     let source = Source::open(&args.source)?;
-    let comparator = crate::models::load(args.model);
+    let comparator = crate::models::load(&args.model.model)?;
     let options = RunOptions {
         recursive: args.recursive,
         concurrency: args.concurrency,
@@ -32,8 +43,10 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         job: JobOptions {
             budget_calls_per_image: args.budget,
             seed: args.seed,
+            mode,
             ..JobOptions::default()
         },
+        criterion: args.model.criterion(),
     };
     let progress = Arc::new(Bars::new());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -52,6 +65,70 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         (false, true) => exit::OK,
         (false, false) => exit::SKIPPED_SOME,
     })
+}
+
+/// `qrank compare IMAGE...`: the model's choice probabilities, or its answer in words.
+pub fn compare(args: CompareArgs) -> Result<u8> {
+    let limits = Limits::default();
+    let images = args
+        .images
+        .iter()
+        .map(|path| {
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|e| UsageError(format!("{name}: {e}")))?;
+            Ok(engine::image::decode(&name, &bytes, &limits)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let crate::models::ModelSpec::CoInstruct(source) = &args.model.model else {
+        return Err(UsageError(format!(
+            "qrank compare needs a comparison model (a Co-Instruct checkpoint), not {}",
+            args.model.model
+        ))
+        .into());
+    };
+    let model = crate::models::load_coinstruct(source)?;
+    let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();
+    let members: Vec<_> = prepared.iter().collect();
+    if let Some(question) = &args.model.question {
+        let answer = model.answer(&members, question, args.max_tokens)?;
+        if args.json {
+            println!("{}", serde_json::json!({ "question": question, "answer": answer }));
+        } else {
+            println!("{answer}");
+        }
+        return Ok(exit::OK);
+    }
+    let outcome = model.compare(&members, &args.model.criterion())?;
+    let stage1 = &outcome.stages[0];
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        println!("P(best)  image");
+        for (&slot, &p) in stage1.slots.iter().zip(&stage1.probs) {
+            println!("{p:7.4}  {}", prepared[usize::from(slot)].name);
+        }
+        let mut order: Vec<u8> = outcome
+            .stages
+            .iter()
+            .map(|stage| {
+                let best = stage
+                    .probs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(k, _)| k);
+                stage.slots[best]
+            })
+            .collect();
+        let last = (0..prepared.len() as u8).find(|slot| !order.contains(slot));
+        order.extend(last);
+        let names: Vec<&str> = order
+            .iter()
+            .map(|&slot| prepared[usize::from(slot)].name.as_str())
+            .collect();
+        println!("model's order, best first: {}", names.join(" > "));
+    }
+    Ok(exit::OK)
 }
 
 /// `qrank fit FILE`.

@@ -113,8 +113,9 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// `brisque` or `niqe`.
-    pub name: crate::cli::ModelName,
+    /// `brisque`, `niqe`, or a Co-Instruct checkpoint: a Hugging Face hub id such as
+    /// `q-future/co-instruct` or a local folder (`QRANK_DEVICE` picks `cpu` or `cuda:N`).
+    pub name: crate::models::ModelSpec,
     /// Rank by comparing groups even when the model can score single images. Slower, but it
     /// exercises the comparison path (scheduling, checkpoints) with a CPU model.
     pub compare_groups: bool,
@@ -123,7 +124,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
-            name: crate::cli::ModelName::Brisque,
+            name: crate::models::ModelSpec::Brisque,
             compare_groups: false,
         }
     }

@@ -37,16 +37,33 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rank(args) => commands::rank(args),
         Command::Fit(args) => commands::fit(args),
+        Command::Compare(args) => commands::compare(args),
         Command::Serve(args) => service::run::serve(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("qrank: error: {e:#}");
+            eprintln!("qrank: error: {}", error_chain(&e));
             ExitCode::from(
                 e.downcast_ref::<cli::UsageError>()
                     .map_or(exit::FAILED, |_| exit::USAGE),
             )
         }
     }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause whose text the message before
+/// it already contains (object_store and others repeat their source in their own message).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&message);
+        }
+    }
+    text
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use engine::compare::Comparator;
+use engine::compare::{Comparator, Criterion};
 use engine::image::{Image, Limits};
 use engine::job::{Job, JobOptions};
 use engine::rank::Ranking;
@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub concurrency: usize,
     pub limits: Limits,
     pub job: JobOptions,
+    /// What a comparator is asked about each group.
+    pub criterion: Criterion,
 }
 
 /// Progress callbacks, so the CLI can draw bars and the service can count.
@@ -92,7 +94,7 @@ pub async fn run(
         .try_buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await
-        .context("listing the source")?;
+        .with_context(|| format!("listing {}", source.url()))?;
 
     let mut errors = Vec::new();
     let mut scored = Vec::new();
@@ -111,10 +113,18 @@ pub async fn run(
         let (names, scores): (Vec<String>, Vec<f64>) = scored.into_iter().unzip();
         (Ranking::from_scores(&names, &scores), names.len())
     } else {
-        let (job_options, comparator) = (options.job.clone(), comparator.clone());
-        tokio::task::spawn_blocking(move || compare_all(prepared, comparator.as_ref(), job_options, progress.as_ref()))
-            .await
-            .context("comparison task panicked")?
+        let (job_options, criterion, comparator) = (options.job.clone(), options.criterion.clone(), comparator.clone());
+        tokio::task::spawn_blocking(move || {
+            compare_all(
+                prepared,
+                comparator.as_ref(),
+                job_options,
+                &criterion,
+                progress.as_ref(),
+            )
+        })
+        .await
+        .context("comparison task panicked")?
     };
     Ok(Report {
         model: comparator.model_id(),
@@ -168,13 +178,13 @@ fn compare_all(
     mut images: Vec<Image>,
     comparator: &dyn Comparator,
     options: JobOptions,
+    criterion: &Criterion,
     progress: &dyn Progress,
 ) -> (Ranking, usize) {
     images.sort_by(|a, b| a.name.cmp(&b.name));
     let names = images.iter().map(|image| image.name.clone()).collect();
     let mut job = Job::new(names, options);
     progress.comparisons_planned(job.calls_budget());
-    let criterion = engine::compare::Criterion::default();
     let mut calls = 0;
     loop {
         let groups = job.next_round();
@@ -184,7 +194,7 @@ fn compare_all(
         for group in groups {
             let members: Vec<&Image> = group.items.iter().map(|&i| &images[i as usize]).collect();
             calls += 1;
-            match comparator.compare(&members, &criterion) {
+            match comparator.compare(&members, criterion) {
                 Ok(outcome) => {
                     if let Err(e) = job.record(&group, &outcome) {
                         tracing::warn!(error = %e, "comparator answer rejected");

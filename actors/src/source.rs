@@ -76,6 +76,14 @@ impl Source {
         })
     }
 
+    /// The source as the user named it: the folder, or the URL with its prefix.
+    pub fn url(&self) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{}{prefix}/", self.display_base),
+            None => self.display_base.clone(),
+        }
+    }
+
     /// The name a user sees for `location`.
     pub fn display_name(&self, location: &Path) -> String {
         format!("{}{}", self.display_base, location)

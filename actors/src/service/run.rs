@@ -71,30 +71,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
-    let comparator = crate::models::load(config.model.name);
-    health.model_loaded.store(true, Ordering::Relaxed);
-    let ctx = Context {
-        config: config.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        comparator,
-    };
-
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
     tracing::info!(
         addr = %listener.local_addr()?,
         broker = %redact_url(&config.amqp.url),
-        model = %ctx.comparator.model_id(),
         "serving /metrics, /healthz and /readyz"
     );
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, http::router(metrics, health.clone())).with_graceful_shutdown(async {
+    let server = axum::serve(listener, http::router(metrics.clone(), health.clone())).with_graceful_shutdown(async {
         let _ = http_stopped.await;
     });
     let http = tokio::spawn(server.into_future());
 
+    // The probes answer while the model loads (a checkpoint may download); /readyz waits for it.
+    let spec = config.model.name.clone();
+    let comparator = tokio::task::spawn_blocking(move || crate::models::load(&spec))
+        .await
+        .context("loading the model panicked")?
+        .with_context(|| format!("loading the model {}", config.model.name))?;
+    tracing::info!(model = %comparator.model_id(), "model loaded");
+    health.model_loaded.store(true, Ordering::Relaxed);
+    let ctx = Context {
+        config: config.clone(),
+        metrics,
+        health: health.clone(),
+        comparator,
+    };
     let (supervisor, supervisor_done) = Actor::spawn(Some("qrank.supervisor".into()), Supervisor, ctx)
         .await
         .context("starting the actors")?;

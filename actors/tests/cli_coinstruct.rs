@@ -1,0 +1,130 @@
+//! `qrank compare` and `qrank rank --model PATH` on the tiny Co-Instruct checkpoint: the weights
+//! are random, so the answers mean nothing, but every step of the real path runs: the loader,
+//! the tokenizer, preprocessing, the network, stage-wise answers and the ranking fit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The golden tiny checkpoint laid out as a hub folder, with a word-level test tokenizer
+/// (`tests/data/tiny-tokenizer.json`, ids below the tiny vocabulary of 512).
+fn tiny_checkpoint() -> tempfile::TempDir {
+    let golden = repo().join("engine/tests/golden/coinstruct-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(golden.join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::copy(golden.join("weights.safetensors"), dir.path().join("model.safetensors")).unwrap();
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-tokenizer.json");
+    std::fs::copy(tokenizer, dir.path().join("tokenizer.json")).unwrap();
+    dir
+}
+
+fn qrank(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qrank"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn compare_gives_a_full_ranking_of_stage_probabilities() {
+    let model = tiny_checkpoint();
+    let photos = ["coffee.jpg", "coffee-blur.jpg", "rocket.jpg", "chelsea.jpg"].map(|p| format!("examples/photos/{p}"));
+    let mut args = vec!["compare"];
+    args.extend(photos.iter().map(String::as_str));
+    args.extend(["--model", model.path().to_str().unwrap(), "--json"]);
+    let outcome = ok_json(&qrank(&args));
+    let stages = outcome["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "a full ranking of 4 is 3 stages");
+    for (k, stage) in stages.iter().enumerate() {
+        let probs: Vec<f64> = stage["probs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert_eq!(probs.len(), 4 - k);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-6, "stage {k}: {probs:?}");
+    }
+}
+
+#[test]
+fn compare_answers_an_open_question() {
+    let model = tiny_checkpoint();
+    let out = qrank(&[
+        "compare",
+        "examples/photos/coffee.jpg",
+        "examples/photos/coffee-noise.jpg",
+        "--model",
+        model.path().to_str().unwrap(),
+        "--question",
+        "Which image is sharper, and why?",
+        "--max-tokens",
+        "6",
+        "--json",
+    ]);
+    let answer = ok_json(&out);
+    assert_eq!(answer["question"], "Which image is sharper, and why?");
+    assert!(answer["answer"].is_string());
+}
+
+#[test]
+fn rank_with_a_checkpoint_compares_groups_and_fits() {
+    let model = tiny_checkpoint();
+    let report = ok_json(&qrank(&[
+        "rank",
+        "examples/photos",
+        "--model",
+        model.path().to_str().unwrap(),
+        "--budget",
+        "1",
+        "--format",
+        "json",
+    ]));
+    let items = report["ranking"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 20);
+    assert!(
+        items.iter().all(|i| i["std_error"].as_f64().unwrap() > 0.0),
+        "a fitted ranking has uncertainty"
+    );
+    assert_eq!(
+        report["stats"]["num_model_calls"], 20,
+        "1 call per image over 20 images"
+    );
+    assert!(report["ranking"]["stop_reason"].is_string());
+}
+
+#[test]
+fn model_errors_are_clear() {
+    let out = qrank(&[
+        "compare",
+        "examples/photos/coffee.jpg",
+        "examples/photos/rocket.jpg",
+        "--model",
+        "brisque",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("comparison model"));
+    let empty = tempfile::tempdir().unwrap();
+    let out = qrank(&["rank", "examples/photos", "--model", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("config.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        qrank(&["rank", "examples/photos", "--model", "nonsense"]).status.code(),
+        Some(64)
+    );
+}
