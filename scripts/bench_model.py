@@ -109,14 +109,15 @@ def make(out):
         Image.fromarray(noisy).save(out / "jpegs" / f"{w}x{h}.jpg", quality=90)
 
 
-def median_ms(iters, fn):
+def best_ms(iters, fn):
+    """Fastest of `iters` runs after a warm-up: the least disturbed by other load."""
     fn()
     runs = []
     for _ in range(iters):
         start = time.perf_counter()
         fn()
         runs.append((time.perf_counter() - start) * 1e3)
-    return sorted(runs)[len(runs) // 2]
+    return min(runs)
 
 
 def run(out, rust_json, iters):
@@ -152,8 +153,8 @@ def run(out, rust_json, iters):
         for img in images:
             processor.preprocess(expand2square(img), return_tensors="pt")
 
-    pillow_ms = median_ms(iters, pillow_numpy) / len(images)
-    processor_ms = median_ms(iters, clip_processor) / len(images)
+    pillow_ms = best_ms(iters, pillow_numpy) / len(images)
+    processor_ms = best_ms(iters, clip_processor) / len(images)
 
     vcfg = CLIPVisionConfig(**VISION)
     pixels = torch.randn(4, 3, 448, 448)
@@ -161,13 +162,13 @@ def run(out, rust_json, iters):
     for attn in ("eager", "sdpa"):
         model = CLIPVisionModel(vcfg).eval() if attn == "eager" else CLIPVisionModel._from_config(
             vcfg, attn_implementation="sdpa").eval()
-        vision[attn] = median_ms(iters, lambda: model(pixel_values=pixels))
+        vision[attn] = best_ms(iters, lambda: model(pixel_values=pixels))
     lcfg = LlamaConfig(**LLM)
     ids = torch.randint(3, LLM["vocab_size"], (1, rust["llm_seq_len"]))
     llm = {}
     for attn in ("eager", "sdpa"):
         model = LlamaForCausalLM._from_config(lcfg, attn_implementation=attn).eval()
-        llm[attn] = median_ms(iters, lambda: model(input_ids=ids, use_cache=False))
+        llm[attn] = best_ms(iters, lambda: model(input_ids=ids, use_cache=False))
 
     rows = [
         ("preprocess, ms/image (decoded RGB -> pixels)", rust["preprocess_ms_per_image"],
@@ -179,7 +180,7 @@ def run(out, rust_json, iters):
     ]
     import transformers
     print(f"torch {torch.__version__} ({threads} threads), transformers {transformers.__version__}, "
-          f"Pillow {Image.__version__}; median of {iters} runs")
+          f"Pillow {Image.__version__}; best of {iters} runs")
     for what, ours, theirs in rows:
         print(f"{what}: qrank {ours:.2f}")
         for name, t in theirs:
