@@ -57,7 +57,9 @@ fn check_config_rejects_bad_values_with_64() {
     let dir = tempfile::tempdir().unwrap();
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[amqp]\nprefech = 8\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, settings, what the error must name)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], vec![("QRANK_AMQP__PREFETCH", "0")], "amqp.prefetch"),
         (vec![], vec![("QRANK_AMQP__URL", "http://user:hunter2@x/")], "amqp.url"),
         (vec![], vec![("QRANK_HTTP__LISTEN", "not an address")], "listen"),

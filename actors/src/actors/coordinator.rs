@@ -340,16 +340,17 @@ fn load_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) {
             meta,
             reply_to: myself.clone(),
         };
-        match loader.map(|loader| loader.cast(load)) {
-            Some(Ok(())) => state.in_flight += 1,
-            _ => image_failed(
+        if loader.is_some_and(|loader| loader.cast(load).is_ok()) {
+            state.in_flight += 1;
+        } else {
+            image_failed(
                 state,
                 FileError {
                     reason: format!("{name}: no image loader is running"),
                     name,
                     kind: "fetch",
                 },
-            ),
+            );
         }
     }
     if !state.listing_done && !state.awaiting_batch && state.pending.len() < lister::BATCH {
@@ -528,7 +529,7 @@ async fn publish_result(state: &State, payload: Vec<u8>) -> Result<()> {
     };
     let confirmed = publisher
         .call(
-            |reply| PublisherMsg::Publish(outgoing, Some(reply)),
+            |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
             Some(CONFIRM_TIMEOUT),
         )
         .await
@@ -561,7 +562,7 @@ fn progress(state: &State, stage: v1::Stage) {
         payload: message.encode_to_vec(),
         properties: result_properties(protos::message_type::RANK_PROGRESS, &state.spec.job_id),
     };
-    let _ = publisher.cast(PublisherMsg::Publish(outgoing, None));
+    let _ = publisher.cast(PublisherMsg::Publish(Box::new(outgoing), None));
 }
 
 async fn ack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {

@@ -223,7 +223,7 @@ async fn dead_letter(exchange: String, queue: String, delivery: Delivery, poison
     let published = match lookup::<PublisherMsg>(PUBLISHER) {
         Some(publisher) => publisher
             .call(
-                |reply| PublisherMsg::Publish(outgoing, Some(reply)),
+                |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
                 Some(Duration::from_secs(30)),
             )
             .await

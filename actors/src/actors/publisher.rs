@@ -22,7 +22,7 @@ pub enum PublisherMsg {
     /// A new confirming channel, after a (re)connect.
     Connected(Channel),
     /// Publish, and answer once the broker confirmed it (or did not).
-    Publish(Outgoing, Option<RpcReplyPort<Result<(), String>>>),
+    Publish(Box<Outgoing>, Option<RpcReplyPort<Result<(), String>>>),
 }
 
 pub struct Publisher;

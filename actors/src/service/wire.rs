@@ -117,7 +117,7 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
         Err(_) => return Err(format!("unknown criterion {}", job.criterion)),
     };
     let budget = match job.budget_calls_per_image {
-        b if b == 0.0 => defaults.default_budget_calls_per_image,
+        0.0 => defaults.default_budget_calls_per_image,
         b if b.is_finite() && b > 0.0 => b,
         b => return Err(format!("budget_calls_per_image must be positive, got {b}")),
     };
@@ -219,7 +219,7 @@ pub fn failed_result(spec: &JobSpec, model_id: String, failure: String) -> RankR
 
 /// The JSON copy of a result: the protobuf fields under the same names.
 pub fn result_json(result: &RankResult) -> serde_json::Value {
-    let stats = result.stats.clone().unwrap_or_default();
+    let stats = result.stats.unwrap_or_default();
     serde_json::json!({
         "job_id": result.job_id,
         "model_id": result.model_id,
