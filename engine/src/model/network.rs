@@ -51,6 +51,14 @@ impl Network {
         })
     }
 
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub(crate) fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// Side of the square the vision tower sees (448).
     pub(crate) fn image_size(&self) -> usize {
         self.config.visual_config.visual_model.image_size

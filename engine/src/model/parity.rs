@@ -7,6 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
+use super::comparator::{DeviceKind, Precision};
 use super::error::{Context, ModelError};
 use super::language::KvCache;
 use super::loader;
@@ -33,10 +34,37 @@ pub struct Probe {
 impl Probe {
     /// Loads `source` (folder or hub id) in f32 on the CPU.
     pub fn load(source: &str) -> Result<Self, ModelError> {
+        Self::load_on(source, DeviceKind::Cpu, Precision::F32)
+    }
+
+    /// Loads `source` on another device or in another precision (device checks).
+    pub fn load_on(source: &str, device: DeviceKind, precision: Precision) -> Result<Self, ModelError> {
         let checkpoint = loader::locate(source)?;
+        let device = match device {
+            DeviceKind::Cpu => Device::Cpu,
+            DeviceKind::Cuda(i) => Device::new_cuda(i).ctx(|| format!("opening CUDA device {i}"))?,
+        };
+        let dtype = match precision {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
+        };
         Ok(Self {
-            net: Network::load(&checkpoint, DType::F32, &Device::Cpu)?,
+            net: Network::load(&checkpoint, dtype, &device)?,
         })
+    }
+
+    /// Moves a reference tensor to the model's device, and to its dtype when it is a float.
+    pub fn to_model(&self, t: &Tensor) -> Result<Tensor, ModelError> {
+        t.to_device(self.net.device())
+            .and_then(|t| {
+                if t.dtype().is_float() {
+                    t.to_dtype(self.net.dtype())
+                } else {
+                    Ok(t)
+                }
+            })
+            .ctx(|| "moving a reference tensor".into())
     }
 
     /// Decoded RGB8 → the preprocessed square RGB8 the model sees.
