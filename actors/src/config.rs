@@ -158,6 +158,9 @@ pub struct PipelineConfig {
     pub fetch_attempts: u32,
     /// Largest image file accepted, in bytes.
     pub max_image_bytes: u64,
+    /// A job that makes no progress (no image loaded, scored or compared) for this long is
+    /// given up: returned to the queue on its first delivery, answered with a failure after.
+    pub job_stall_timeout_secs: u64,
 }
 
 impl Default for PipelineConfig {
@@ -175,6 +178,7 @@ impl Default for PipelineConfig {
             checkpoint_every_groups: 64,
             fetch_attempts: 3,
             max_image_bytes: engine::image::Limits::default().max_bytes,
+            job_stall_timeout_secs: 300,
         }
     }
 }
@@ -299,6 +303,9 @@ impl Config {
         }
         if p.fetch_attempts == 0 {
             return invalid("pipeline.fetch_attempts", "must be at least 1");
+        }
+        if p.job_stall_timeout_secs == 0 {
+            return invalid("pipeline.job_stall_timeout_secs", "must be at least 1");
         }
         if p.max_image_bytes == 0 {
             return invalid("pipeline.max_image_bytes", "must be at least 1");

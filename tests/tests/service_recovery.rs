@@ -114,7 +114,7 @@ async fn sigterm_drains_the_job_in_flight_and_takes_no_new_one() {
 
     let mut service = Service::start(&sandbox, SLOW).await;
     broker
-        .publish_job(&slow_job(&sandbox, "job-drain", "drain.results", 3.0))
+        .publish_job(&slow_job(&sandbox, "job-drain", "drain.results", 10.0))
         .await;
     wait_for_checkpoint(&sandbox, &service).await;
     service.terminate();
@@ -135,7 +135,12 @@ async fn sigterm_drains_the_job_in_flight_and_takes_no_new_one() {
         .unwrap_or_else(|| panic!("the job in flight published no result:\n{}", service.log()));
     assert_eq!(result.job_id, "job-drain");
     assert_eq!(result.items.len(), photos.len());
-    assert!(service.log().contains("stopped consuming jobs"), "{}", service.log());
+    let log = service.log();
+    assert!(log.contains("stopped consuming jobs"), "{log}");
+    assert!(
+        log.contains("waiting for jobs in flight"),
+        "the job was not in flight at SIGTERM: {log}"
+    );
     assert_eq!(
         broker.jobs_waiting().await,
         1,

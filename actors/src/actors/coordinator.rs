@@ -42,6 +42,8 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub enum CoordinatorMsg {
     Start,
+    /// Periodic: give the job up if it stopped making progress.
+    Watchdog,
     /// A batch of the listing; `true` when it is the last.
     Listed(Vec<Result<ObjectMeta, FileError>>, bool),
     ListFailed(String),
@@ -69,6 +71,7 @@ pub struct State {
     redelivered: bool,
     span: tracing::Span,
     started: Instant,
+    last_progress: Instant,
     done: bool,
     // Loading.
     lister: Option<ActorRef<ListerMsg>>,
@@ -110,6 +113,7 @@ impl Actor for Coordinator {
             redelivered: args.redelivered,
             span,
             started: Instant::now(),
+            last_progress: Instant::now(),
             done: false,
             lister: None,
             listing_done: false,
@@ -147,6 +151,9 @@ impl Actor for Coordinator {
         }
         let span = state.span.clone();
         async {
+            if !matches!(message, CoordinatorMsg::Watchdog) {
+                state.last_progress = Instant::now();
+            }
             if let Err(e) = step(&myself, message, state).await {
                 if state.done {
                     tracing::warn!(error = format!("{e:#}"), "finishing the job failed");
@@ -181,7 +188,18 @@ impl Actor for Coordinator {
 
 async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state: &mut State) -> Result<()> {
     match message {
-        CoordinatorMsg::Start => start(myself, state).await?,
+        CoordinatorMsg::Start => {
+            let stall = Duration::from_secs(state.ctx.config.pipeline.job_stall_timeout_secs);
+            myself.send_interval(stall / 4, || CoordinatorMsg::Watchdog);
+            start(myself, state).await?;
+        }
+        CoordinatorMsg::Watchdog => {
+            let stall = Duration::from_secs(state.ctx.config.pipeline.job_stall_timeout_secs);
+            if state.last_progress.elapsed() > stall {
+                // A message lost with a crashed helper would otherwise hold the job forever.
+                return Err(anyhow!("no progress for {} s", stall.as_secs()));
+            }
+        }
         CoordinatorMsg::Listed(batch, last) => {
             for item in batch {
                 match item {
