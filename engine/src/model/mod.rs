@@ -43,6 +43,14 @@
 //! memory as on a GPU). With the `cuda` feature, `DeviceKind::Cuda(0)` defaults to bf16 and
 //! fits a 24 GB GPU. Safetensors are memory-mapped, so f32 from a bf16 checkpoint briefly holds
 //! both.
+//! # Checked
+//!
+//! - `cargo test -p qrank-engine --features coinstruct --test model_golden`: every stage in f32 on
+//!   the CPU within 6e-6 of the reference (atol 1e-4); preprocessing bit-exact with Pillow.
+//! - `examples/gpu_parity.rs` (`scripts/gpu_parity.sh`), 2026-11-26 on an H100 (driver 580,
+//!   CUDA 13.0): f32 within 5.2e-6 on every stage; bf16 logits within 0.038, with the same
+//!   argmax for every case and the same greedy tokens. bf16 on the CPU: logits within 0.045,
+//!   same tokens.
 
 mod abstractor;
 mod cache;
