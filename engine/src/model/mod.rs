@@ -43,6 +43,7 @@
 //! memory as on a GPU). With the `cuda` feature, `DeviceKind::Cuda(0)` defaults to bf16 and
 //! fits a 24 GB GPU. Safetensors are memory-mapped, so f32 from a bf16 checkpoint briefly holds
 //! both.
+//!
 //! # Checked
 //!
 //! - `cargo test -p qrank-engine --features coinstruct --test model_golden`: every stage in f32 on
