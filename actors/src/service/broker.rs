@@ -124,7 +124,7 @@ async fn open_session(ctx: &ServiceContext, publisher: &ActorRef<PublisherMsg>) 
     let amqp = &ctx.config.amqp;
     let connection = Connection::connect(
         &amqp.url,
-        ConnectionProperties::default().with_connection_name("qrank serve".into()),
+        ConnectionProperties::default().with_connection_name(format!("qrank serve {}", std::process::id()).into()),
     )
     .await
     .with_context(|| format!("connecting to {}", redact_url(&amqp.url)))?;
