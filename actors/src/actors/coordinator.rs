@@ -3,6 +3,9 @@
 //! comparison rounds (answering from the checkpoint when a redelivered job resumes), checkpoints
 //! new answers, and finally writes the result, publishes it with a confirm, and only then acks.
 //!
+//! `qrank rank` runs the same coordinator with a [`Reply::Local`]: the report goes back to the
+//! command line, and progress drives its bars, instead of the broker and the object store.
+//!
 //! Anything that goes wrong inside the job ends here as a reported failure; the handler never
 //! returns `Err`, so the actor stops only when its job is done.
 
@@ -22,8 +25,9 @@ use lapin::Acker;
 use lapin::BasicProperties;
 use object_store::ObjectMeta;
 use prost::Message;
-use protos::v1::{self, RankProgress, RankResult};
+use protos::v1::{self, RankProgress};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::inference::Task;
@@ -33,7 +37,7 @@ use super::publisher::{Outgoing, PublisherMsg};
 use super::ranker::RankerMsg;
 use super::scheduler::{self, Scheduler, SchedulerMsg};
 use super::{loader_name, lookup, INFERENCE, PUBLISHER, RANKER};
-use crate::pipeline::{FileError, Report, Stats};
+use crate::pipeline::{FileError, Progress, Report, Stats};
 use crate::service::wire::{failed_result, ranked_result, JobSpec};
 use crate::service::Context;
 
@@ -57,18 +61,27 @@ pub enum CoordinatorMsg {
 
 pub struct Coordinator;
 
+/// Where a finished job's answer goes.
+pub enum Reply {
+    /// A job from the queue: write the result, publish it, then ack the delivery.
+    Broker { acker: Acker, redelivered: bool },
+    /// A job from the command line: hand the report (or the failure) back, and report progress.
+    Local {
+        report: oneshot::Sender<Result<Report, String>>,
+        progress: Arc<dyn Progress>,
+    },
+}
+
 pub struct Arguments {
     pub ctx: Context,
     pub spec: JobSpec,
-    pub acker: Acker,
-    pub redelivered: bool,
+    pub reply: Reply,
 }
 
 pub struct State {
     ctx: Context,
     spec: JobSpec,
-    acker: Acker,
-    redelivered: bool,
+    reply: Option<Reply>,
     span: tracing::Span,
     started: Instant,
     last_progress: Instant,
@@ -105,12 +118,12 @@ impl Actor for Coordinator {
     type Arguments = Arguments;
 
     async fn pre_start(&self, _myself: ActorRef<CoordinatorMsg>, args: Arguments) -> Result<State, ActorProcessingErr> {
-        let span = tracing::info_span!("job", job_id = %args.spec.job_id, redelivered = args.redelivered);
+        let redelivered = matches!(args.reply, Reply::Broker { redelivered: true, .. });
+        let span = tracing::info_span!("job", job_id = %args.spec.job_id, redelivered);
         Ok(State {
             ctx: args.ctx,
             spec: args.spec,
-            acker: args.acker,
-            redelivered: args.redelivered,
+            reply: Some(args.reply),
             span,
             started: Instant::now(),
             last_progress: Instant::now(),
@@ -218,6 +231,9 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
         CoordinatorMsg::ListFailed(reason) => return Err(anyhow!(reason)),
         CoordinatorMsg::Loaded(Ok(image)) => {
             state.num_loaded += 1;
+            if let Some(progress) = local_progress(state) {
+                progress.loaded(&image.name);
+            }
             if state.ctx.compares_groups() {
                 state.prepared.push(image);
                 state.in_flight -= 1;
@@ -232,6 +248,9 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             loading_finished(myself, state).await?;
         }
         CoordinatorMsg::Loaded(Err(e)) => {
+            if let Some(progress) = local_progress(state) {
+                progress.loaded(&e.name);
+            }
             image_failed(state, e);
             state.in_flight -= 1;
             load_more(myself, state);
@@ -247,6 +266,11 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             loading_finished(myself, state).await?;
         }
         CoordinatorMsg::Round(groups, planned) => {
+            if state.num_groups_planned == 0 {
+                if let Some(progress) = local_progress(state) {
+                    progress.comparisons_planned(planned);
+                }
+            }
             state.num_groups_planned = planned as u64;
             state.round = groups.into();
             ask_more(myself, state)?;
@@ -254,6 +278,9 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
         }
         CoordinatorMsg::Compared(group, outcome) => {
             state.in_flight -= 1;
+            if let Some(progress) = local_progress(state) {
+                progress.compared();
+            }
             match outcome {
                 Ok(outcome) => {
                     state.num_groups += 1;
@@ -277,18 +304,19 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
         CoordinatorMsg::Ranked(ranking) => {
             let ranking = ranking.map_err(|e| anyhow!(e))?;
             let num_images = ranking.items.len();
+            let mut errors = std::mem::take(&mut state.errors);
+            errors.sort_by(|a, b| a.name.cmp(&b.name));
             let report = Report {
                 model: state.ctx.comparator.model_id(),
                 ranking,
-                errors: std::mem::take(&mut state.errors),
+                errors,
                 stats: Stats {
                     num_images,
                     num_model_calls: state.num_model_calls as usize,
                     seconds: state.started.elapsed().as_secs_f64(),
                 },
             };
-            let result = ranked_result(&state.spec, &report, state.num_groups, state.num_groups_resumed);
-            finish(myself, state, result).await?;
+            finish(myself, state, report).await?;
             state.ctx.metrics.jobs_completed.with_label_values(&["ranked"]).inc();
         }
     }
@@ -296,19 +324,21 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
 }
 
 async fn start(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
-    if let Some(earlier) = state.spec.output.existing_result().await? {
-        tracing::info!("the job already has a result; republishing it");
-        state
-            .ctx
-            .metrics
-            .jobs_completed
-            .with_label_values(&["republished"])
-            .inc();
-        publish_result(state, earlier).await?;
-        return ack(myself, state).await;
+    if let Some(output) = &state.spec.output {
+        if let Some(earlier) = output.existing_result().await? {
+            tracing::info!("the job already has a result; republishing it");
+            state
+                .ctx
+                .metrics
+                .jobs_completed
+                .with_label_values(&["republished"])
+                .inc();
+            publish_result(state, earlier).await?;
+            return ack(myself, state).await;
+        }
     }
-    if state.ctx.compares_groups() {
-        let (records, parts) = state.spec.output.read_checkpoint().await?;
+    if let (Some(output), true) = (&state.spec.output, state.ctx.compares_groups()) {
+        let (records, parts) = output.read_checkpoint().await?;
         if !records.is_empty() {
             tracing::info!(num_records = records.len(), "resuming from checkpoint");
         }
@@ -470,12 +500,14 @@ async fn round_finished(state: &mut State) -> Result<()> {
 }
 
 async fn save_checkpoint(state: &mut State) -> Result<()> {
+    let Some(output) = &state.spec.output else {
+        state.unsaved.clear();
+        return Ok(());
+    };
     if state.unsaved.is_empty() {
         return Ok(());
     }
-    state
-        .spec
-        .output
+    output
         .write_checkpoint(state.next_checkpoint_part, &state.unsaved)
         .await?;
     state.next_checkpoint_part += 1;
@@ -483,10 +515,16 @@ async fn save_checkpoint(state: &mut State) -> Result<()> {
     Ok(())
 }
 
-/// Write the result, publish it, and ack the job.
-async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, result: RankResult) -> Result<()> {
+/// Write the result, publish it, and ack the job; or, for a local job, hand the report back.
+async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, report: Report) -> Result<()> {
+    if let Some(Reply::Local { .. }) = &state.reply {
+        return reply_locally(myself, state, Ok(report));
+    }
+    let result = ranked_result(&state.spec, &report, state.num_groups, state.num_groups_resumed);
     save_checkpoint(state).await?;
-    state.spec.output.write_result(&result).await?;
+    if let Some(output) = &state.spec.output {
+        output.write_result(&result).await?;
+    }
     publish_result(state, result.encode_to_vec()).await?;
     tracing::info!(
         num_ranked = result.items.len(),
@@ -503,14 +541,24 @@ async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, result: Ra
 /// passing; a redelivered one is answered with a result that states the failure.
 async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: String) {
     tracing::warn!(error = %reason, "job failed");
-    if !state.redelivered {
+    let redelivered = match &state.reply {
+        Some(Reply::Broker { redelivered, .. }) => *redelivered,
+        Some(Reply::Local { .. }) => {
+            let _ = reply_locally(myself, state, Err(reason));
+            return;
+        }
+        None => return,
+    };
+    if !redelivered {
         state.ctx.metrics.jobs_completed.with_label_values(&["requeued"]).inc();
         return nack(myself, state).await;
     }
     state.ctx.metrics.jobs_completed.with_label_values(&["failed"]).inc();
     let result = failed_result(&state.spec, state.ctx.comparator.model_id(), reason);
-    if let Err(e) = state.spec.output.write_result(&result).await {
-        tracing::warn!(error = format!("{e:#}"), "could not write the failure result");
+    if let Some(output) = &state.spec.output {
+        if let Err(e) = output.write_result(&result).await {
+            tracing::warn!(error = format!("{e:#}"), "could not write the failure result");
+        }
     }
     match publish_result(state, result.encode_to_vec()).await {
         Ok(()) => {
@@ -583,6 +631,23 @@ fn progress(state: &State, stage: v1::Stage) {
     let _ = publisher.cast(PublisherMsg::Publish(Box::new(outgoing), None));
 }
 
+/// The command line's bars, for a local job.
+fn local_progress(state: &State) -> Option<&Arc<dyn Progress>> {
+    match &state.reply {
+        Some(Reply::Local { progress, .. }) => Some(progress),
+        _ => None,
+    }
+}
+
+fn reply_locally(myself: &ActorRef<CoordinatorMsg>, state: &mut State, report: Result<Report, String>) -> Result<()> {
+    state.done = true;
+    myself.stop(None);
+    if let Some(Reply::Local { report: reply, .. }) = state.reply.take() {
+        let _ = reply.send(report);
+    }
+    Ok(())
+}
+
 async fn ack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
     state.done = true;
     state
@@ -591,11 +656,12 @@ async fn ack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()>
         .job_duration
         .observe(state.started.elapsed().as_secs_f64());
     myself.stop(None);
-    state
-        .acker
-        .ack(BasicAckOptions::default())
-        .await
-        .context("acking the job (it will be redelivered and its result republished)")?;
+    if let Some(Reply::Broker { acker, .. }) = &state.reply {
+        acker
+            .ack(BasicAckOptions::default())
+            .await
+            .context("acking the job (it will be redelivered and its result republished)")?;
+    }
     Ok(())
 }
 
@@ -606,7 +672,9 @@ async fn nack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) {
         requeue: true,
         ..BasicNackOptions::default()
     };
-    if let Err(e) = state.acker.nack(requeue).await {
-        tracing::warn!(error = %e, "nack failed; the broker requeues the job when the connection closes");
+    if let Some(Reply::Broker { acker, .. }) = &state.reply {
+        if let Err(e) = acker.nack(requeue).await {
+            tracing::warn!(error = %e, "nack failed; the broker requeues the job when the connection closes");
+        }
     }
 }

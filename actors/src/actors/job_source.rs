@@ -14,7 +14,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPo
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::coordinator::{self, Coordinator, CoordinatorMsg};
+use super::coordinator::{self, Coordinator, CoordinatorMsg, Reply};
 use super::publisher::{Outgoing, PublisherMsg};
 use super::{lookup, PUBLISHER};
 use crate::service::broker::{self, Control};
@@ -179,8 +179,10 @@ async fn take(myself: &ActorRef<JobSourceMsg>, delivery: Delivery, state: &mut S
     let arguments = coordinator::Arguments {
         ctx: ctx.clone(),
         spec,
-        acker: delivery.acker.clone(),
-        redelivered: delivery.redelivered,
+        reply: Reply::Broker {
+            acker: delivery.acker.clone(),
+            redelivered: delivery.redelivered,
+        },
     };
     match Actor::spawn_linked(None, Coordinator, arguments, myself.get_cell()).await {
         Ok((coordinator, _)) => {

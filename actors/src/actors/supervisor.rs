@@ -1,6 +1,7 @@
-//! The root of the service's actors. It starts the long-lived ones downstream first (publisher,
-//! ranker, inference worker, loaders, then the job source that feeds them), restarts any that
-//! crashes under the same registered name, and counts restarts by role.
+//! The root of the long-lived actors. It starts them downstream first (publisher, ranker,
+//! inference worker, loaders, then the job source that feeds them), restarts any that crashes
+//! under the same registered name, and counts restarts by role. `qrank rank` starts the same
+//! tree without the broker's two (publisher and job source).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,6 +47,12 @@ pub enum SupervisorMsg {
 
 pub struct Supervisor;
 
+pub struct Arguments {
+    pub ctx: Context,
+    /// Start the publisher and the job source (`qrank serve`), not only the pipeline.
+    pub with_broker: bool,
+}
+
 pub struct State {
     ctx: Context,
     children: HashMap<ActorId, Role>,
@@ -54,18 +61,19 @@ pub struct State {
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
     type State = State;
-    type Arguments = Context;
+    type Arguments = Arguments;
 
-    async fn pre_start(&self, myself: ActorRef<SupervisorMsg>, ctx: Context) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<SupervisorMsg>, args: Arguments) -> Result<State, ActorProcessingErr> {
         let mut state = State {
-            ctx,
+            ctx: args.ctx,
             children: HashMap::new(),
         };
         let loaders = (0..state.ctx.config.pipeline.num_loaders).map(Role::Loader);
         let roles = [Role::Publisher, Role::Ranker, Role::Inference]
             .into_iter()
             .chain(loaders)
-            .chain([Role::JobSource]);
+            .chain([Role::JobSource])
+            .filter(|role| args.with_broker || !matches!(role, Role::Publisher | Role::JobSource));
         for role in roles {
             let id = spawn(&myself, &state.ctx, role).await?;
             state.children.insert(id, role);

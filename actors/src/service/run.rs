@@ -15,7 +15,7 @@ use ractor::Actor;
 
 use super::{http, metrics::Metrics, Context, Health};
 use crate::actors::job_source::JobSourceMsg;
-use crate::actors::supervisor::Supervisor;
+use crate::actors::supervisor::{self, Supervisor};
 use crate::actors::{lookup, JOB_SOURCE};
 use crate::cli::{ServeArgs, UsageError};
 use crate::config::{redact_url, Config, LogFormat};
@@ -99,9 +99,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         health: health.clone(),
         comparator,
     };
-    let (supervisor, supervisor_done) = Actor::spawn(Some("qrank.supervisor".into()), Supervisor, ctx)
-        .await
-        .context("starting the actors")?;
+    let (supervisor, supervisor_done) = Actor::spawn(
+        Some("qrank.supervisor".into()),
+        Supervisor,
+        supervisor::Arguments { ctx, with_broker: true },
+    )
+    .await
+    .context("starting the actors")?;
 
     shutdown.await;
     health.draining.store(true, Ordering::Relaxed);

@@ -57,7 +57,8 @@ pub struct JobSpec {
     pub criterion: Criterion,
     pub options: JobOptions,
     pub selection: Selection,
-    pub output: JobOutput,
+    /// Where the result and checkpoints go; `None` for a job from the command line.
+    pub output: Option<JobOutput>,
     pub reply_routing_key: String,
     pub progress_routing_key: Option<String>,
 }
@@ -152,7 +153,7 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
             ..JobOptions::default()
         },
         selection,
-        output,
+        output: Some(output),
         reply_routing_key: if job.reply_routing_key.is_empty() {
             default_reply.to_owned()
         } else {
@@ -201,7 +202,7 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
             num_groups_resumed,
         }),
         model_id: report.model.clone(),
-        output_uri: spec.output.result_uri(),
+        output_uri: spec.output.as_ref().map(JobOutput::result_uri).unwrap_or_default(),
         failure: String::new(),
     }
 }
@@ -211,7 +212,7 @@ pub fn failed_result(spec: &JobSpec, model_id: String, failure: String) -> RankR
     RankResult {
         job_id: spec.job_id.clone(),
         model_id,
-        output_uri: spec.output.result_uri(),
+        output_uri: spec.output.as_ref().map(JobOutput::result_uri).unwrap_or_default(),
         failure,
         ..RankResult::default()
     }
