@@ -139,6 +139,8 @@ pub struct PipelineConfig {
     /// Images one job has being loaded or scored at once.
     pub max_images_in_flight: usize,
     /// Threads of the inference worker, each running the comparator on its own OS thread.
+    /// 0 picks: one per CPU core for BRISQUE and NIQE, one for a Co-Instruct model (which
+    /// parallelises inside each call, and holds one device).
     pub num_inference_threads: usize,
     /// Capacity of the inference worker's queue; senders wait when it is full.
     pub inference_queue_capacity: usize,
@@ -165,11 +167,10 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             num_loaders: 8,
             max_images_in_flight: 32,
-            num_inference_threads: cores,
+            num_inference_threads: 0,
             inference_queue_capacity: 256,
             max_batch_size: 16,
             default_budget_calls_per_image: 3.0,
@@ -292,7 +293,6 @@ impl Config {
         for (key, value) in [
             ("pipeline.num_loaders", p.num_loaders),
             ("pipeline.max_images_in_flight", p.max_images_in_flight),
-            ("pipeline.num_inference_threads", p.num_inference_threads),
             ("pipeline.inference_queue_capacity", p.inference_queue_capacity),
             ("pipeline.max_batch_size", p.max_batch_size),
             ("pipeline.checkpoint_every_groups", p.checkpoint_every_groups),

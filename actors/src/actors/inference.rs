@@ -49,7 +49,12 @@ impl Actor for InferenceWorker {
         let pipeline = &ctx.config.pipeline;
         let (queue, receiver) = mpsc::channel(pipeline.inference_queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
-        for index in 0..pipeline.num_inference_threads {
+        let num_threads = match pipeline.num_inference_threads {
+            0 if ctx.comparator.scores_directly() => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            0 => 1,
+            n => n,
+        };
+        for index in 0..num_threads {
             let (receiver, comparator, metrics) = (receiver.clone(), ctx.comparator.clone(), ctx.metrics.clone());
             let max_batch = pipeline.max_batch_size;
             std::thread::Builder::new()
