@@ -213,3 +213,36 @@ async fn poison_goes_to_the_dead_letter_queue_with_its_reason() {
     assert_eq!(broker.jobs_waiting().await, 0);
     broker.close().await;
 }
+
+/// A job that lists its keys ranks exactly those, without listing the prefix; a key that does
+/// not exist is reported as that image's `fetch` error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explicit_key_list_ranks_only_those_keys() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "keys");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(4).collect();
+    let names = sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("keys.results").await;
+
+    let wanted = vec![names[0].clone(), names[2].clone(), "missing.jpg".to_owned()];
+    let keyed = RankJob {
+        keys: wanted.clone(),
+        ..job(&sandbox, "job-keys", "keys.results")
+    };
+    broker.publish_job(&keyed).await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let ranked: BTreeSet<String> = result.items.iter().map(|i| i.uri.clone()).collect();
+    let expected: BTreeSet<String> = wanted[..2]
+        .iter()
+        .map(|n| format!("{}{n}", sandbox.url("images")))
+        .collect();
+    assert_eq!(ranked, expected);
+    assert_eq!(result.errors.len(), 1, "{:?}", result.errors);
+    assert_eq!(result.errors[0].kind, "fetch");
+    assert!(result.errors[0].uri.ends_with("/missing.jpg"), "{:?}", result.errors[0]);
+    broker.close().await;
+}
