@@ -246,3 +246,46 @@ async fn an_explicit_key_list_ranks_only_those_keys() {
     assert!(result.errors[0].uri.ends_with("/missing.jpg"), "{:?}", result.errors[0]);
     broker.close().await;
 }
+
+/// A job that asks for progress gets `RankProgress` messages on its progress key, stage by
+/// stage, ending with DONE and the counts of the finished job.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_reported_stage_by_stage() {
+    use futures::StreamExt;
+    use prost::Message;
+    use protos::v1::{RankProgress, Stage};
+
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "progress");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(3).collect();
+    sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut progress = broker.results("progress.updates").await;
+
+    let asking = RankJob {
+        progress_routing_key: "progress.updates".into(),
+        ..job(&sandbox, "job-progress", "progress.results")
+    };
+    broker.publish_job(&asking).await;
+    let mut stages = Vec::new();
+    while stages.last() != Some(&Stage::Done) {
+        let delivery = tokio::time::timeout(RESULT_TIMEOUT, progress.next())
+            .await
+            .unwrap_or_else(|_| panic!("no DONE progress after {stages:?}:\n{}", service.log()))
+            .expect("a delivery")
+            .expect("a delivery");
+        assert_eq!(
+            delivery.properties.kind().as_ref().map(|k| k.as_str()),
+            Some("qrank.v1.RankProgress")
+        );
+        let update = RankProgress::decode(delivery.data.as_slice()).expect("a RankProgress");
+        assert_eq!(update.job_id, "job-progress");
+        if update.stage() == Stage::Done {
+            assert_eq!(update.num_images_loaded, photos.len() as u64);
+        }
+        stages.push(update.stage());
+    }
+    assert_eq!(stages, [Stage::Loading, Stage::Fitting, Stage::Done]);
+    broker.close().await;
+}
