@@ -31,16 +31,6 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("table") => table(seeds, args.get(2).map(String::as_str)),
         Some("topk") => topk(seeds),
-        Some("target") => {
-            let runs: Vec<Run> = (1..=seeds)
-                .map(|seed| run(200, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
-                .collect();
-            print_row(200, Answer::FullRanking, 2.5, "adaptive", &runs);
-            let runs: Vec<Run> = (1..=seeds)
-                .map(|seed| run(2000, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
-                .collect();
-            print_row(2000, Answer::FullRanking, 2.5, "adaptive", &runs);
-        }
         _ => {
             eprintln!("usage: bench_rank table [SEEDS] [DUMP_DIR] | topk [SEEDS]");
             std::process::exit(64);
