@@ -117,7 +117,11 @@ pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
     let mut beta = [0.0f64; NUM_KEYS];
     let mut iterations = 0;
     let mut converged = false;
-    let mut objective = problem.objective(&theta, &beta);
+    // The log-posterior at the current point, which SQUAREM needs; the choix fixed point has none.
+    let mut objective = match options.prior {
+        Prior::Gaussian { .. } => problem.objective(&theta, &beta),
+        Prior::ChoixAlpha { .. } => f64::NAN,
+    };
     while iterations < options.max_iterations {
         let change = match options.prior {
             Prior::Gaussian { .. } => problem.squarem_cycle(&mut theta, &mut beta, &mut objective, &mut iterations),
@@ -181,13 +185,15 @@ impl Problem<'_> {
                 centre_parts(theta, &self.components);
             }
             Prior::ChoixAlpha { alpha } => {
-                let (pull, push) = (alpha * n as f64, alpha * n as f64);
+                // With weights of mean 1, alpha's rates to and from all N items add alpha * N to
+                // both sides of the balance: w_i = (wins_i + alpha N) / (c_i + alpha N).
+                let virtual_mass = alpha * n as f64;
                 theta
                     .par_iter_mut()
                     .zip(&self.wins)
                     .zip(&denominators)
                     .for_each(|((t, &w), &c)| {
-                        *t = ((w + pull) / (c + push)).max(1e-300).ln().max(-50.0);
+                        *t = ((w + virtual_mass) / (c + virtual_mass)).max(1e-300).ln().max(-50.0);
                     });
                 centre_all(theta);
             }
