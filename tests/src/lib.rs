@@ -1,1 +1,68 @@
-//! Integration tests live in `tests/tests/`; this crate only hosts them.
+//! Helpers shared by the integration tests in `tests/tests/`: where the repository and the
+//! `qrank` binary are, its fixture files, and the test servers named by the environment.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root: this crate sits one level below it.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `qrank` binary: `QRANK_BIN`, else the debug build under the target folder
+/// (`CARGO_TARGET_DIR` or `<workspace>/target`), which the test command builds first.
+pub fn qrank_bin() -> PathBuf {
+    let bin = match std::env::var_os("QRANK_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), |t| workspace_root().join(t))
+            .join("debug")
+            .join("qrank"),
+    };
+    assert!(
+        bin.is_file(),
+        "qrank binary not found at {}: build it with `cargo build -p actors --bin qrank`, or set QRANK_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Sorted files of a repository folder with one of `extensions` (any, if empty). Panics on an
+/// empty result, since every caller names a folder of fixtures.
+pub fn files_in(folder: &str, extensions: &[&str]) -> Vec<PathBuf> {
+    let folder = workspace_root().join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", folder.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .filter(|path| {
+            extensions.is_empty()
+                || path
+                    .extension()
+                    .is_some_and(|ext| extensions.iter().any(|e| ext.eq_ignore_ascii_case(e)))
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no test files in {}", folder.display());
+    files
+}
+
+/// The values of the environment variables `names`, in order, or `None` after printing why the
+/// test skips. With `QRANK_REQUIRE_SERVERS=1` (as CI sets) a missing variable fails the test
+/// instead; `hint` says how to start the servers.
+pub fn server_env(names: &[&str], hint: &str) -> Option<Vec<String>> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let missing: Vec<&str> = names.iter().copied().filter(|n| var(n).is_none()).collect();
+    if !missing.is_empty() {
+        let reason = format!("no test servers: {} not set ({hint})", missing.join(", "));
+        assert!(
+            std::env::var("QRANK_REQUIRE_SERVERS").as_deref() != Ok("1"),
+            "QRANK_REQUIRE_SERVERS=1 but {reason}"
+        );
+        eprintln!("skipping: {reason}");
+        return None;
+    }
+    Some(names.iter().map(|n| var(n).expect("checked above")).collect())
+}

@@ -20,6 +20,7 @@ use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use qrank_tests::{files_in, qrank_bin, server_env, workspace_root};
 use serde_json::Value;
 
 /// Exit codes documented in `qrank --help`.
@@ -43,7 +44,6 @@ impl S3Config {
     ///
     /// Panics when `QRANK_REQUIRE_SERVERS=1` and a variable is missing.
     fn from_env() -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let names = [
             "QRANK_TEST_S3_ENDPOINT",
             "QRANK_TEST_S3_BUCKET",
@@ -51,26 +51,16 @@ impl S3Config {
             "QRANK_TEST_S3_ACCESS_KEY",
             "QRANK_TEST_S3_SECRET_KEY",
         ];
-        let missing: Vec<&str> = names.into_iter().filter(|n| var(n).is_none()).collect();
-        if !missing.is_empty() {
-            let reason = format!(
-                "no S3 test server: {} not set (start one with `bash .ci/start-s3.sh` and `source .ci/lib.sh`)",
-                missing.join(", ")
-            );
-            assert!(
-                std::env::var("QRANK_REQUIRE_SERVERS").as_deref() != Ok("1"),
-                "QRANK_REQUIRE_SERVERS=1 but {reason}"
-            );
-            eprintln!("skipping: {reason}");
-            return None;
-        }
-        let get = |name: &str| var(name).expect("checked above");
+        let [endpoint, bucket, region, access_key, secret_key]: [String; 5] =
+            server_env(&names, "start one with `bash .ci/start-s3.sh` and `source .ci/lib.sh`")?
+                .try_into()
+                .ok()?;
         Some(Self {
-            endpoint: get("QRANK_TEST_S3_ENDPOINT"),
-            bucket: get("QRANK_TEST_S3_BUCKET"),
-            region: get("QRANK_TEST_S3_REGION"),
-            access_key: get("QRANK_TEST_S3_ACCESS_KEY"),
-            secret_key: get("QRANK_TEST_S3_SECRET_KEY"),
+            endpoint,
+            bucket,
+            region,
+            access_key,
+            secret_key,
         })
     }
 
@@ -185,33 +175,6 @@ impl Run {
     }
 }
 
-/// The workspace root: the tests crate sits one level below it.
-fn workspace_root() -> PathBuf {
-    FsPath::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// The `qrank` binary: `QRANK_BIN`, else the debug build in the target folder, which the test
-/// command builds first (`cargo build --workspace --all-targets`).
-fn qrank_bin() -> PathBuf {
-    let bin = match std::env::var_os("QRANK_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => {
-            let target =
-                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-            workspace_root().join(target).join("debug").join("qrank")
-        }
-    };
-    assert!(
-        bin.is_file(),
-        "qrank binary not found at {}: build it with `cargo build -p actors --bin qrank`, or set QRANK_BIN",
-        bin.display()
-    );
-    bin
-}
-
 /// Run `qrank rank SOURCE --format json` against the test server, with `secret` as the key.
 ///
 /// The child sees only the `AWS_*` variables set here: inherited ones (a developer's profile,
@@ -240,25 +203,6 @@ fn rank(config: &S3Config, secret: &str, source: &str, extra_args: &[&str]) -> R
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
-}
-
-/// Files in a folder of the repository with one of `extensions` (any, if empty), sorted.
-fn files_in(folder: &str, extensions: &[&str]) -> Vec<PathBuf> {
-    let folder = workspace_root().join(folder);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", folder.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.is_file())
-        .filter(|path| {
-            extensions.is_empty()
-                || path
-                    .extension()
-                    .is_some_and(|ext| extensions.iter().any(|e| ext.eq_ignore_ascii_case(e)))
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no test files in {}", folder.display());
-    files
 }
 
 fn file_name(path: &FsPath) -> String {

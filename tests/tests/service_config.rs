@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use service_support::qrank_bin;
+use qrank_tests::qrank_bin;
 
 const EXIT_OK: i32 = 0;
 const EXIT_USAGE: i32 = 64;

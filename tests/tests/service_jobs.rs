@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use protos::v1::RankJob;
-use service_support::{files_in, job, Broker, Sandbox, Servers, Service};
+use qrank_tests::files_in;
+use service_support::{job, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -8,7 +8,8 @@ mod service_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use service_support::{files_in, job, Broker, Sandbox, Servers, Service};
+use qrank_tests::files_in;
+use service_support::{job, Broker, Sandbox, Servers, Service};
 
 /// The broker's id of the connection the process `pid` opened, found by its connection name.
 fn connection_of(pid: u32) -> Option<String> {

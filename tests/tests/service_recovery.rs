@@ -9,7 +9,8 @@ mod service_support;
 use std::time::{Duration, Instant};
 
 use protos::v1::RankJob;
-use service_support::{files_in, job, Broker, Sandbox, Servers, Service};
+use qrank_tests::files_in;
+use service_support::{job, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +26,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prost::Message;
 use protos::v1::{RankJob, RankResult};
+use qrank_tests::server_env;
 
 /// The test servers.
 #[derive(Debug, Clone)]
@@ -41,7 +42,6 @@ pub struct Servers {
 impl Servers {
     /// The servers from the environment, or `None` (after saying why) when the test should skip.
     pub fn from_env() -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let names = [
             "QRANK_TEST_AMQP_URL",
             "QRANK_TEST_S3_ENDPOINT",
@@ -50,27 +50,16 @@ impl Servers {
             "QRANK_TEST_S3_ACCESS_KEY",
             "QRANK_TEST_S3_SECRET_KEY",
         ];
-        let missing: Vec<&str> = names.into_iter().filter(|n| var(n).is_none()).collect();
-        if !missing.is_empty() {
-            let reason = format!(
-                "no test servers: {} not set (start them with `.ci/start-s3.sh` and `.ci/start-rabbitmq.sh`, then `source .ci/lib.sh`)",
-                missing.join(", ")
-            );
-            assert!(
-                std::env::var("QRANK_REQUIRE_SERVERS").as_deref() != Ok("1"),
-                "QRANK_REQUIRE_SERVERS=1 but {reason}"
-            );
-            eprintln!("skipping: {reason}");
-            return None;
-        }
-        let get = |name: &str| var(name).expect("checked above");
+        let hint = "start them with `.ci/start-s3.sh` and `.ci/start-rabbitmq.sh`, then `source .ci/lib.sh`";
+        let [amqp_url, s3_endpoint, bucket, region, access_key, secret_key]: [String; 6] =
+            server_env(&names, hint)?.try_into().ok()?;
         Some(Self {
-            amqp_url: get("QRANK_TEST_AMQP_URL"),
-            s3_endpoint: get("QRANK_TEST_S3_ENDPOINT"),
-            bucket: get("QRANK_TEST_S3_BUCKET"),
-            region: get("QRANK_TEST_S3_REGION"),
-            access_key: get("QRANK_TEST_S3_ACCESS_KEY"),
-            secret_key: get("QRANK_TEST_S3_SECRET_KEY"),
+            amqp_url,
+            s3_endpoint,
+            bucket,
+            region,
+            access_key,
+            secret_key,
         })
     }
 
@@ -230,48 +219,7 @@ impl Drop for Sandbox {
     }
 }
 
-/// The workspace root: the tests crate sits one level below it.
-pub fn workspace_root() -> PathBuf {
-    FsPath::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `QRANK_BIN`, else `<workspace>/target/debug/qrank` (or under `CARGO_TARGET_DIR`).
-pub fn qrank_bin() -> PathBuf {
-    let bin = match std::env::var_os("QRANK_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace_root().join("target"), |t| workspace_root().join(t))
-            .join("debug")
-            .join("qrank"),
-    };
-    assert!(
-        bin.is_file(),
-        "qrank binary not found at {}: build it with `cargo build -p actors --bin qrank`, or set QRANK_BIN",
-        bin.display()
-    );
-    bin
-}
-
-/// Sorted files of a repository folder with one of `extensions` (any, if empty).
-pub fn files_in(folder: &str, extensions: &[&str]) -> Vec<PathBuf> {
-    let folder = workspace_root().join(folder);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", folder.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.is_file())
-        .filter(|path| {
-            extensions.is_empty()
-                || path
-                    .extension()
-                    .is_some_and(|ext| extensions.iter().any(|e| ext.eq_ignore_ascii_case(e)))
-        })
-        .collect();
-    files.sort();
-    files
-}
+use qrank_tests::qrank_bin;
 
 /// A running `qrank serve`, killed when dropped.
 pub struct Service {
