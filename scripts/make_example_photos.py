@@ -23,7 +23,7 @@ LONG_SIDE = 320
 SEED = 20261126
 QUALITY = 90
 
-# Public domain or CC0, see examples/photos/README.md.
+# Public domain or CC0, see examples/README.md.
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket"]
 
 
