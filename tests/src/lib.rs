@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+
 /// The workspace root: this crate sits one level below it.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,4 +67,51 @@ pub fn server_env(names: &[&str], hint: &str) -> Option<Vec<String>> {
         return None;
     }
     Some(names.iter().map(|n| var(n).expect("checked above")).collect())
+}
+
+/// The S3 test server that `.ci/start-s3.sh` starts, as `.ci/lib.sh` exports it.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3Server {
+    /// The server from the `QRANK_TEST_S3_*` variables, or `None` when the test should skip
+    /// (see [`server_env`]).
+    pub fn from_env(hint: &str) -> Option<Self> {
+        let names = [
+            "QRANK_TEST_S3_ENDPOINT",
+            "QRANK_TEST_S3_BUCKET",
+            "QRANK_TEST_S3_REGION",
+            "QRANK_TEST_S3_ACCESS_KEY",
+            "QRANK_TEST_S3_SECRET_KEY",
+        ];
+        let [endpoint, bucket, region, access_key, secret_key]: [String; 5] =
+            server_env(&names, hint)?.try_into().ok()?;
+        Some(Self {
+            endpoint,
+            bucket,
+            region,
+            access_key,
+            secret_key,
+        })
+    }
+
+    /// A client for the test bucket, path-style, as a local server needs.
+    pub fn store(&self) -> AmazonS3 {
+        AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_region(&self.region)
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.access_key)
+            .with_secret_access_key(&self.secret_key)
+            .build()
+            .expect("valid S3 client settings")
+    }
 }

@@ -17,10 +17,10 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use qrank_tests::{files_in, qrank_bin, server_env, workspace_root};
+use qrank_tests::{files_in, qrank_bin, workspace_root, S3Server};
 use serde_json::Value;
 
 /// Exit codes documented in `qrank --help`.
@@ -29,60 +29,15 @@ const EXIT_FAILED: i32 = 1;
 const EXIT_SKIPPED_SOME: i32 = 2;
 const EXIT_USAGE: i32 = 64;
 
-/// Where the test server is and how to log in.
-#[derive(Debug, Clone)]
-struct S3Config {
-    endpoint: String,
-    bucket: String,
-    region: String,
-    access_key: String,
-    secret_key: String,
-}
-
-impl S3Config {
-    /// The server from the environment, or `None` (after saying why) when the test should skip.
-    ///
-    /// Panics when `QRANK_REQUIRE_SERVERS=1` and a variable is missing.
-    fn from_env() -> Option<Self> {
-        let names = [
-            "QRANK_TEST_S3_ENDPOINT",
-            "QRANK_TEST_S3_BUCKET",
-            "QRANK_TEST_S3_REGION",
-            "QRANK_TEST_S3_ACCESS_KEY",
-            "QRANK_TEST_S3_SECRET_KEY",
-        ];
-        let [endpoint, bucket, region, access_key, secret_key]: [String; 5] =
-            server_env(&names, "start one with `bash .ci/start-s3.sh` and `source .ci/lib.sh`")?
-                .try_into()
-                .ok()?;
-        Some(Self {
-            endpoint,
-            bucket,
-            region,
-            access_key,
-            secret_key,
-        })
-    }
-
-    /// A client for the test bucket, path-style, as a local server needs.
-    fn store(&self) -> AmazonS3 {
-        AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_region(&self.region)
-            .with_bucket_name(&self.bucket)
-            .with_access_key_id(&self.access_key)
-            .with_secret_access_key(&self.secret_key)
-            .build()
-            .expect("valid S3 client settings")
-    }
+/// The test server, or `None` (after saying why) when the test should skip.
+fn s3_server() -> Option<S3Server> {
+    S3Server::from_env("start one with `bash .ci/start-s3.sh` and `source .ci/lib.sh`")
 }
 
 /// A fresh prefix in the test bucket. Dropping it deletes every object under it, so each test
 /// cleans up after itself even when an assertion fails.
 struct Prefix {
-    config: S3Config,
+    config: S3Server,
     store: AmazonS3,
     runtime: tokio::runtime::Runtime,
     /// The key prefix, without a trailing slash.
@@ -91,7 +46,7 @@ struct Prefix {
 
 impl Prefix {
     /// A prefix no other test or earlier run can share: test name, process id and clock.
-    fn new(config: &S3Config, test: &str) -> Self {
+    fn new(config: &S3Server, test: &str) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
@@ -180,7 +135,7 @@ impl Run {
 /// The child sees only the `AWS_*` variables set here: inherited ones (a developer's profile,
 /// a session token, a CA bundle) could change how it authenticates and make the test depend on
 /// the machine.
-fn rank(config: &S3Config, secret: &str, source: &str, extra_args: &[&str]) -> Run {
+fn rank(config: &S3Server, secret: &str, source: &str, extra_args: &[&str]) -> Run {
     let mut command = Command::new(qrank_bin());
     command.args(["rank", source, "--format", "json"]).args(extra_args);
     for (name, _) in std::env::vars_os() {
@@ -274,7 +229,7 @@ fn error_kinds(report: &Value) -> BTreeMap<String, String> {
 /// files skipped"). Proves one bad object never sinks a run, and a user can find each culprit.
 #[test]
 fn ranks_good_images_and_lists_each_bad_file_with_its_kind() {
-    let Some(s3) = S3Config::from_env() else { return };
+    let Some(s3) = s3_server() else { return };
     let prefix = Prefix::new(&s3, "mixed");
     let good = prefix.upload_files(&good_photos());
     let bad = prefix.upload_files(&files_in("engine/tests/data/images/bad", &[]));
@@ -320,7 +275,7 @@ fn ranks_good_images_and_lists_each_bad_file_with_its_kind() {
 /// bytes or the ranking.
 #[test]
 fn ranks_a_clean_prefix_exactly_as_the_local_folder() {
-    let Some(s3) = S3Config::from_env() else { return };
+    let Some(s3) = s3_server() else { return };
     let prefix = Prefix::new(&s3, "clean");
     let photos = good_photos();
     prefix.upload_files(&photos);
@@ -356,7 +311,7 @@ fn ranks_a_clean_prefix_exactly_as_the_local_folder() {
 /// are included and named by their full key. Proves the listing respects S3's `/` hierarchy.
 #[test]
 fn recursive_flag_descends_into_sub_prefixes() {
-    let Some(s3) = S3Config::from_env() else { return };
+    let Some(s3) = s3_server() else { return };
     let prefix = Prefix::new(&s3, "recursive");
     let photos = good_photos();
     let read = |path: &PathBuf| std::fs::read(path).expect("reading a photo");
@@ -398,7 +353,7 @@ fn assert_source_failure(run: &Run, bucket: &str, status: &str) {
 /// Proves a typo in the URL is caught, not reported as an empty batch.
 #[test]
 fn missing_bucket_fails_and_names_the_bucket() {
-    let Some(s3) = S3Config::from_env() else { return };
+    let Some(s3) = s3_server() else { return };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -413,7 +368,7 @@ fn missing_bucket_fails_and_names_the_bucket() {
 /// server from the `AWS_*` environment.
 #[test]
 fn wrong_secret_fails_and_names_the_bucket() {
-    let Some(s3) = S3Config::from_env() else { return };
+    let Some(s3) = s3_server() else { return };
     let prefix = Prefix::new(&s3, "wrong-secret");
     prefix.upload_files(&good_photos()[..1]);
     let run = rank(&s3, "not-the-secret", &prefix.url(), &[]);

@@ -21,59 +21,28 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use prost::Message;
 use protos::v1::{RankJob, RankResult};
-use qrank_tests::server_env;
+use qrank_tests::{server_env, S3Server};
 
 /// The test servers.
 #[derive(Debug, Clone)]
 pub struct Servers {
     pub amqp_url: String,
-    pub s3_endpoint: String,
-    pub bucket: String,
-    pub region: String,
-    pub access_key: String,
-    pub secret_key: String,
+    pub s3: S3Server,
 }
 
 impl Servers {
     /// The servers from the environment, or `None` (after saying why) when the test should skip.
     pub fn from_env() -> Option<Self> {
-        let names = [
-            "QRANK_TEST_AMQP_URL",
-            "QRANK_TEST_S3_ENDPOINT",
-            "QRANK_TEST_S3_BUCKET",
-            "QRANK_TEST_S3_REGION",
-            "QRANK_TEST_S3_ACCESS_KEY",
-            "QRANK_TEST_S3_SECRET_KEY",
-        ];
         let hint = "start them with `.ci/start-s3.sh` and `.ci/start-rabbitmq.sh`, then `source .ci/lib.sh`";
-        let [amqp_url, s3_endpoint, bucket, region, access_key, secret_key]: [String; 6] =
-            server_env(&names, hint)?.try_into().ok()?;
+        let [amqp_url]: [String; 1] = server_env(&["QRANK_TEST_AMQP_URL"], hint)?.try_into().ok()?;
         Some(Self {
             amqp_url,
-            s3_endpoint,
-            bucket,
-            region,
-            access_key,
-            secret_key,
+            s3: S3Server::from_env(hint)?,
         })
-    }
-
-    pub fn store(&self) -> AmazonS3 {
-        AmazonS3Builder::new()
-            .with_endpoint(&self.s3_endpoint)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .with_region(&self.region)
-            .with_bucket_name(&self.bucket)
-            .with_access_key_id(&self.access_key)
-            .with_secret_access_key(&self.secret_key)
-            .build()
-            .expect("valid S3 client settings")
     }
 }
 
@@ -105,13 +74,14 @@ impl Sandbox {
 
     /// `s3://BUCKET/PREFIX/sub/`.
     pub fn url(&self, sub: &str) -> String {
-        format!("s3://{}/{}/{sub}/", self.servers.bucket, self.prefix)
+        format!("s3://{}/{}/{sub}/", self.servers.s3.bucket, self.prefix)
     }
 
     /// Upload `bytes` to `PREFIX/key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) {
         let location = Path::from(format!("{}/{key}", self.prefix));
         self.servers
+            .s3
             .store()
             .put(&location, PutPayload::from(bytes))
             .await
@@ -133,7 +103,7 @@ impl Sandbox {
     /// The object at `PREFIX/key`, if it exists.
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let location = Path::from(format!("{}/{key}", self.prefix));
-        match self.servers.store().get(&location).await {
+        match self.servers.s3.store().get(&location).await {
             Ok(found) => Some(found.bytes().await.expect("reading an object").to_vec()),
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => panic!("reading {location}: {e}"),
@@ -145,6 +115,7 @@ impl Sandbox {
         let location = Path::from(format!("{}/{sub}", self.prefix));
         let mut keys: Vec<String> = self
             .servers
+            .s3
             .store()
             .list(Some(&location))
             .map_ok(|meta| meta.location.as_ref()[self.prefix.len() + 1..].to_owned())
@@ -164,12 +135,12 @@ impl Sandbox {
             ("QRANK_AMQP__QUEUE", &self.queue),
             ("QRANK_AMQP__DEAD_LETTER_EXCHANGE", &self.dead_letter_exchange),
             ("QRANK_AMQP__DEAD_LETTER_QUEUE", &self.dead_letter_queue),
-            ("AWS_ENDPOINT", &s.s3_endpoint),
+            ("AWS_ENDPOINT", &s.s3.endpoint),
             ("AWS_ALLOW_HTTP", "true"),
             ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
-            ("AWS_REGION", &s.region),
-            ("AWS_ACCESS_KEY_ID", &s.access_key),
-            ("AWS_SECRET_ACCESS_KEY", &s.secret_key),
+            ("AWS_REGION", &s.s3.region),
+            ("AWS_ACCESS_KEY_ID", &s.s3.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &s.s3.secret_key),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -189,7 +160,7 @@ impl Drop for Sandbox {
                 .build()
                 .expect("runtime");
             runtime.block_on(async {
-                let store = servers.store();
+                let store = servers.s3.store();
                 let objects: Vec<_> = store.list(Some(&Path::from(prefix.as_str()))).try_collect().await?;
                 for object in objects {
                     store.delete(&object.location).await?;
