@@ -9,6 +9,7 @@
 //!   8-tap filter), taps outside the image dropped and the rest renormalised.
 
 use super::plane::Plane;
+use crate::image::pillow;
 
 /// A 1-D resampling: for each output sample, its (source index, weight) taps in summation order.
 type Taps = Vec<Vec<(usize, f64)>>;
@@ -70,19 +71,6 @@ pub(crate) fn opencv_cubic_half(src: &Plane) -> Plane {
     )
 }
 
-/// Pillow's bicubic kernel (a = -0.5).
-fn pillow_bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
 /// Pillow's taps for shrinking `n` samples to `n / 2`, as its `precompute_coeffs` builds them.
 fn pillow_bicubic_half_taps(n: usize) -> Taps {
     const SCALE: f64 = 2.0;
@@ -94,7 +82,7 @@ fn pillow_bicubic_half_taps(n: usize) -> Taps {
             let lo = ((center - SUPPORT + 0.5) as i64).max(0) as usize;
             let hi = ((center + SUPPORT + 0.5) as i64).min(n as i64) as usize;
             let w: Vec<f64> = (lo..hi)
-                .map(|x| pillow_bicubic((x as f64 - center + 0.5) / SCALE))
+                .map(|x| pillow::bicubic((x as f64 - center + 0.5) / SCALE))
                 .collect();
             let sum: f64 = w.iter().sum();
             (lo..hi).zip(w).map(|(x, v)| (x, v / sum)).collect()

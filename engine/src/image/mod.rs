@@ -5,6 +5,7 @@
 
 mod decode;
 mod error;
+pub(crate) mod pillow;
 
 pub use decode::{decode, Limits};
 pub use error::ImageError;

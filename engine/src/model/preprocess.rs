@@ -10,6 +10,7 @@
 //! them (or read in place when no side padding is needed), so a large photo costs no second
 //! full-size copy.
 
+use crate::image::pillow;
 use image::RgbImage;
 use rayon::prelude::*;
 
@@ -21,19 +22,6 @@ pub(crate) const STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// Fractional bits of Pillow's fixed-point weights (`PRECISION_BITS` = 32 − 8 − 2).
 const PRECISION_BITS: u32 = 22;
-
-/// Keys' cubic convolution kernel with a = −0.5, as in Pillow's `bicubic_filter`.
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
 
 /// Fixed-point taps of one output position: first input index and one weight per tap.
 #[derive(Debug, Clone)]
@@ -56,7 +44,7 @@ fn taps(in_size: usize, out_size: usize) -> Vec<Taps> {
             // Pillow multiplies by the reciprocal (`ss`); dividing could round differently.
             let inv_scale = 1.0 / filter_scale;
             let raw: Vec<f64> = (first..end)
-                .map(|x| bicubic((x as f64 - centre + 0.5) * inv_scale))
+                .map(|x| pillow::bicubic((x as f64 - centre + 0.5) * inv_scale))
                 .collect();
             let total: f64 = raw.iter().sum();
             let one = f64::from(1u32 << PRECISION_BITS);
