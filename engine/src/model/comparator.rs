@@ -124,28 +124,9 @@ impl CoInstruct {
         let tokens = self.image_tokens(images)?;
         let text = chat_turn(&format!("{}{}", image_intro(images.len()), question.trim()));
         let (embeds, modalities) = self.net.splice(&self.tokenizer.prompt(&text)?, &tokens)?;
-        let lm = &self.net.language;
-        let mut cache = KvCache::default();
-        let mut hidden = lm
-            .forward(&embeds, &modalities, &mut cache, false)
-            .ctx(|| "prefill".into())?
-            .hidden;
-        let mut answer = Vec::new();
-        for step in 0..max_new_tokens {
-            let next = lm
-                .last_logits(&hidden)
-                .and_then(|l| l.argmax(0)?.to_scalar::<u32>())
-                .ctx(|| format!("choosing token {step}"))?;
-            if next == self.tokenizer.eos {
-                break;
-            }
-            answer.push(next);
-            let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
-            hidden = lm
-                .forward(&embeds, &[0], &mut cache, false)
-                .ctx(|| format!("decode step {step}"))?
-                .hidden;
-        }
+        let answer = self
+            .net
+            .greedy(&embeds, &modalities, max_new_tokens, Some(self.tokenizer.eos), drop)?;
         self.tokenizer.decode(&answer)
     }
 

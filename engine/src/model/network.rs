@@ -7,7 +7,7 @@ use image::RgbImage;
 use super::abstractor::{Abstractor, AbstractorOutput};
 use super::config::Config;
 use super::error::{Context, ModelError};
-use super::language::{LanguageModel, Modality};
+use super::language::{KvCache, LanguageModel, Modality};
 use super::loader::{self, Checkpoint};
 use super::preprocess;
 use super::prompt::Piece;
@@ -132,5 +132,43 @@ impl Network {
         }
         let embeds = Tensor::cat(&parts, 1).ctx(|| "splicing the prompt".into())?;
         Ok((embeds, modalities))
+    }
+
+    /// Greedy decoding with the KV cache from a spliced prompt: at most `max_steps` tokens, ending
+    /// before `stop` when it is chosen. `on_logits` sees the logits that chose each step's token.
+    /// The one decoding loop, shared by open answers and the golden-generation check.
+    pub(crate) fn greedy(
+        &self,
+        embeds: &Tensor,
+        modalities: &[Modality],
+        max_steps: usize,
+        stop: Option<u32>,
+        mut on_logits: impl FnMut(Tensor),
+    ) -> Result<Vec<u32>, ModelError> {
+        let lm = &self.language;
+        let mut cache = KvCache::default();
+        let mut hidden = lm
+            .forward(embeds, modalities, &mut cache, false)
+            .ctx(|| "prefill".into())?
+            .hidden;
+        let mut tokens = Vec::new();
+        for step in 0..max_steps {
+            let logits = lm.last_logits(&hidden).ctx(|| format!("logits of step {step}"))?;
+            let next = logits
+                .argmax(0)
+                .and_then(|t| t.to_scalar::<u32>())
+                .ctx(|| format!("choosing token {step}"))?;
+            on_logits(logits);
+            if Some(next) == stop {
+                break;
+            }
+            tokens.push(next);
+            let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
+            hidden = lm
+                .forward(&embeds, &[0], &mut cache, false)
+                .ctx(|| format!("decode step {step}"))?
+                .hidden;
+        }
+        Ok(tokens)
     }
 }

@@ -124,27 +124,10 @@ impl Probe {
     /// chose each one (`[steps, vocab]`).
     pub fn generate(&self, ids: &[i64], images: &Tensor, steps: usize) -> Result<(Vec<u32>, Tensor), ModelError> {
         let (embeds, modalities) = self.net.splice(&pieces_from_ids(ids)?, &Self::image_rows(images)?)?;
-        let lm = &self.net.language;
-        let mut cache = KvCache::default();
-        let mut hidden = lm
-            .forward(&embeds, &modalities, &mut cache, false)
-            .ctx(|| "prefill".into())?
-            .hidden;
-        let (mut tokens, mut all_logits) = (Vec::new(), Vec::new());
-        for step in 0..steps {
-            let logits = lm.last_logits(&hidden).ctx(|| format!("logits of step {step}"))?;
-            let next = logits
-                .argmax(0)
-                .and_then(|t| t.to_scalar::<u32>())
-                .ctx(|| "argmax".into())?;
-            all_logits.push(logits);
-            tokens.push(next);
-            let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
-            hidden = lm
-                .forward(&embeds, &[0], &mut cache, false)
-                .ctx(|| format!("decode step {step}"))?
-                .hidden;
-        }
+        let mut all_logits = Vec::new();
+        let tokens = self
+            .net
+            .greedy(&embeds, &modalities, steps, None, |logits| all_logits.push(logits))?;
         let stacked = Tensor::stack(&all_logits, 0).ctx(|| "stacking logits".into())?;
         Ok((tokens, stacked))
     }
