@@ -8,14 +8,24 @@
 
 use super::fit::{key_index, NUM_KEYS};
 use super::observations::Observations;
+use super::pass::Pass;
 
 /// The largest item count for which the exact (dense, O(N^3)) inverse is computed.
 pub const EXACT_MAX_ITEMS: usize = 500;
 
-pub(crate) fn standard_errors(obs: &Observations, theta: &[f64], beta: &[f64; NUM_KEYS], lambda: f64) -> Vec<f64> {
+/// Exact standard errors for up to [`EXACT_MAX_ITEMS`] items; None above that, or when `H` is
+/// not positive definite.
+pub(crate) fn exact_standard_errors(
+    obs: &Observations,
+    theta: &[f64],
+    beta: &[f64; NUM_KEYS],
+    lambda: f64,
+) -> Option<Vec<f64>> {
     let n = theta.len();
-    let mut diagonal = vec![lambda; n];
-    let mut dense = (n <= EXACT_MAX_ITEMS).then(|| vec![0.0f64; n * n]);
+    if n > EXACT_MAX_ITEMS {
+        return None;
+    }
+    let mut h = vec![0.0f64; n * n];
     let mut pi = Vec::with_capacity(4);
     for stage in obs.stages() {
         pi.clear();
@@ -30,23 +40,32 @@ pub(crate) fn standard_errors(obs: &Observations, theta: &[f64], beta: &[f64; NU
         pi.iter_mut().for_each(|p| *p /= total);
         let mass: f64 = stage.probs.iter().map(|&p| f64::from(p)).sum();
         for (a, &ia) in stage.items.iter().enumerate() {
-            diagonal[ia as usize] += mass * pi[a] * (1.0 - pi[a]);
-            if let Some(h) = dense.as_mut() {
-                for (b, &ib) in stage.items.iter().enumerate() {
-                    let delta = if a == b { pi[a] } else { 0.0 };
-                    h[ia as usize * n + ib as usize] += mass * (delta - pi[a] * pi[b]);
-                }
+            for (b, &ib) in stage.items.iter().enumerate() {
+                let delta = if a == b { pi[a] } else { 0.0 };
+                h[ia as usize * n + ib as usize] += mass * (delta - pi[a] * pi[b]);
             }
         }
     }
-    if let Some(mut h) = dense {
-        if let Some(variances) = exact_variances(&mut h, n, lambda) {
-            return variances.into_iter().map(f64::sqrt).collect();
-        }
-    }
-    diagonal
-        .into_iter()
-        .map(|d| if d > 0.0 { 1.0 / d.sqrt() } else { f64::INFINITY })
+    let variances = exact_variances(&mut h, n, lambda)?;
+    Some(variances.into_iter().map(f64::sqrt).collect())
+}
+
+/// `1 / sqrt(H_ii)`, from a pass at the fit. An item's choice probability in a stage is its
+/// strength times that stage's `e^beta / D`, so `H_ii = lambda + sum (pi - pi^2)` is
+/// `lambda + w_i * denominator_i - w_i^2 * square_i`.
+pub(crate) fn diagonal_standard_errors(strength: &[f64], pass: &Pass, lambda: f64) -> Vec<f64> {
+    strength
+        .iter()
+        .zip(&pass.denominators)
+        .zip(&pass.squares)
+        .map(|((&w, &c), &q)| {
+            let h = lambda + (w * c - w * w * q).max(0.0);
+            if h > 0.0 {
+                1.0 / h.sqrt()
+            } else {
+                f64::INFINITY
+            }
+        })
         .collect()
 }
 

@@ -8,8 +8,10 @@
 //! confidence. The prior `-lambda/2 * |theta|^2` ranks items the data says nothing about, and
 //! pins the scale, so items in separate parts of the comparison graph still get a score.
 //!
-//! Each MM iteration is one pass over the candidates: O(observations), with no N x N matrix. The
-//! minorised objective separates by item, so every item update is a 1-D Newton solve.
+//! Each MM iteration is one pass over the candidates ([`super::pass`]): O(observations), with no
+//! N x N matrix. The minorised objective separates by item, so every item update is a 1-D Newton
+//! solve. The same pass yields the log-posterior at its starting point, which the acceleration
+//! needs, so that costs no pass of its own.
 //!
 //! MM alone is slow along one direction: shifting all scores of a connected part changes the
 //! likelihood not at all and the prior only a little, while the minorising bound is as steep there
@@ -19,9 +21,10 @@
 
 use rayon::prelude::*;
 
-use super::curvature::standard_errors;
+use super::curvature::{diagonal_standard_errors, exact_standard_errors};
 use super::graph::Components;
 use super::observations::{Observations, SlotKey, StageView};
+use super::pass::{stage_total, CandidateIndex, Pass, Wanted};
 
 /// Slot keys index a small table: group sizes up to 4, slots 0..4.
 const MAX_GROUP: usize = 4;
@@ -106,28 +109,27 @@ pub struct Fit {
 
 /// Fit scores (and optionally slot biases) to `obs`.
 pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
-    let problem = Problem {
+    let (wins, slot_wins) = win_mass(obs);
+    let mut problem = Problem {
         obs,
         options,
         lambda: options.prior.curvature(),
-        wins: win_mass(obs),
+        wins,
+        slot_wins,
         components: Components::of(obs),
+        index: CandidateIndex::of(obs),
+        pass: Pass::default(),
     };
     let mut theta = vec![0.0f64; obs.num_items()];
     let mut beta = [0.0f64; NUM_KEYS];
     let mut iterations = 0;
     let mut converged = false;
-    // The log-posterior at the current point, which SQUAREM needs; the choix fixed point has none.
-    let mut objective = match options.prior {
-        Prior::Gaussian { .. } => problem.objective(&theta, &beta),
-        Prior::ChoixAlpha { .. } => f64::NAN,
-    };
     while iterations < options.max_iterations {
         let change = match options.prior {
-            Prior::Gaussian { .. } => problem.squarem_cycle(&mut theta, &mut beta, &mut objective, &mut iterations),
+            Prior::Gaussian { .. } => problem.squarem_cycle(&mut theta, &mut beta, &mut iterations),
             Prior::ChoixAlpha { .. } => {
                 iterations += 1;
-                problem.mm_step(&mut theta, &mut beta)
+                problem.mm_step(&mut theta, &mut beta, false).change
             }
         };
         if change < options.tolerance {
@@ -135,9 +137,20 @@ pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
             break;
         }
     }
-    let std_errors = standard_errors(obs, &theta, &beta, problem.lambda);
+    // One last pass at the fit gives the log-likelihood and, for large problems, the curvature.
+    let strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
+    let wanted = Wanted {
+        log_totals: true,
+        squares: true,
+    };
+    problem
+        .pass
+        .run(obs, &problem.index, &strength, &beta.map(f64::exp), wanted);
+    let log_likelihood = problem.linear_term(&theta, &beta) - problem.pass.log_totals;
+    let std_errors = exact_standard_errors(obs, &theta, &beta, problem.lambda)
+        .unwrap_or_else(|| diagonal_standard_errors(&strength, &problem.pass, problem.lambda));
     Fit {
-        log_likelihood: log_likelihood(obs, &theta, &beta),
+        log_likelihood,
         connected: problem.components.in_largest(),
         slot_bias: if options.fit_slot_bias {
             report_bias(obs, &beta)
@@ -151,18 +164,31 @@ pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
     }
 }
 
-/// What stays fixed during a fit.
+/// What stays fixed during a fit, and the pass's reused buffers.
 struct Problem<'a> {
     obs: &'a Observations,
     options: &'a FitOptions,
     lambda: f64,
+    /// Per item, its soft number of wins.
     wins: Vec<f64>,
+    /// Per slot key, the soft number of wins of items shown there.
+    slot_wins: [f64; NUM_KEYS],
     components: Components,
+    index: CandidateIndex,
+    pass: Pass,
+}
+
+/// The outcome of one MM step.
+struct Step {
+    /// The largest change of any parameter.
+    change: f64,
+    /// The log-posterior at the step's starting point; NaN unless asked for.
+    objective: f64,
 }
 
 impl Problem<'_> {
-    /// One MM step for the scores, then (optionally) for the slot biases. Returns the largest change.
-    fn mm_step(&self, theta: &mut [f64], beta: &mut [f64; NUM_KEYS]) -> f64 {
+    /// One MM step for the scores, then (optionally) for the slot biases.
+    fn mm_step(&mut self, theta: &mut [f64], beta: &mut [f64; NUM_KEYS], want_objective: bool) -> Step {
         let n = theta.len();
         let mut strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
         if let Prior::ChoixAlpha { .. } = self.options.prior {
@@ -170,15 +196,27 @@ impl Problem<'_> {
             let scale = n as f64 / strength.iter().sum::<f64>();
             strength.iter_mut().for_each(|w| *w *= scale);
         }
-        let exp_beta = beta.map(f64::exp);
-        let denominators = item_denominators(self.obs, &strength, &exp_beta);
+        let wanted = Wanted {
+            log_totals: want_objective,
+            squares: false,
+        };
+        self.pass
+            .run(self.obs, &self.index, &strength, &beta.map(f64::exp), wanted);
+        let objective = if want_objective {
+            self.linear_term(theta, beta)
+                - self.pass.log_totals
+                - self.lambda / 2.0 * ordered_sum(n, |i| theta[i] * theta[i])
+        } else {
+            f64::NAN
+        };
+        let denominators = &self.pass.denominators;
         let previous = theta.to_vec();
         match self.options.prior {
             Prior::Gaussian { .. } => {
                 theta
                     .par_iter_mut()
                     .zip(&self.wins)
-                    .zip(&denominators)
+                    .zip(denominators)
                     .for_each(|((t, &w), &c)| {
                         *t = solve_item(*t, w, c, self.lambda);
                     });
@@ -191,7 +229,7 @@ impl Problem<'_> {
                 theta
                     .par_iter_mut()
                     .zip(&self.wins)
-                    .zip(&denominators)
+                    .zip(denominators)
                     .for_each(|((t, &w), &c)| {
                         *t = ((w + virtual_mass) / (c + virtual_mass)).max(1e-300).ln().max(-50.0);
                     });
@@ -206,98 +244,77 @@ impl Problem<'_> {
         if self.options.fit_slot_bias {
             change = change.max(update_slot_bias(self.obs, theta, beta));
         }
-        change
+        Step { change, objective }
     }
 
-    /// The log-posterior that the Gaussian-prior fit maximises. It is computed from the
-    /// strengths `exp(theta)`, one logarithm per stage, because it runs once per SQUAREM cycle;
-    /// scores stay within +-50, far from overflow.
-    fn objective(&self, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
-        let strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
-        let exp_beta = beta.map(f64::exp);
-        let per_chunk: Vec<f64> = stage_chunks(self.obs)
-            .into_par_iter()
-            .map(|range| {
-                range
-                    .map(|s| {
-                        let stage = self.obs.stage(s);
-                        let mass: f64 = stage.probs.iter().map(|&p| f64::from(p)).sum();
-                        let chosen: f64 = stage
-                            .items
-                            .iter()
-                            .zip(stage.slots)
-                            .zip(stage.probs)
-                            .map(|((&i, &slot), &p)| {
-                                f64::from(p) * (theta[i as usize] + beta[key_index(stage.group_size, slot)])
-                            })
-                            .sum();
-                        chosen - mass * stage_total(&stage, &strength, &exp_beta).ln()
-                    })
-                    .sum::<f64>()
-            })
-            .collect();
-        per_chunk.into_iter().sum::<f64>() - self.lambda / 2.0 * theta.iter().map(|t| t * t).sum::<f64>()
+    /// The part of the log-likelihood linear in the parameters: `sum_s sum_i p_i (theta_i +
+    /// beta_slot(i))`, from the win masses. The rest is `-sum_s ln D_s`, since every stage's
+    /// probabilities sum to 1 (checked when recorded); scores stay within +-50, far from overflow.
+    fn linear_term(&self, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
+        let items = ordered_sum(theta.len(), |i| theta[i] * self.wins[i]);
+        items + beta.iter().zip(&self.slot_wins).map(|(b, w)| b * w).sum::<f64>()
     }
 
     /// One SQUAREM cycle (Varadhan and Roland, 2008): two MM steps give the direction and speed
     /// of convergence, an extrapolated point jumps ahead along them, and one more MM step from
     /// there stabilises it. The jump is kept only if its log-posterior is at least that of the
-    /// cycle's start (`objective`, carried between cycles), so the fit stays monotone; otherwise
-    /// the plain two-step MM result is kept. MM converges linearly and slowly on large sparse
-    /// graphs; this cuts the passes over the data several times. Returns the last step's change.
-    fn squarem_cycle(
-        &self,
-        theta: &mut Vec<f64>,
-        beta: &mut [f64; NUM_KEYS],
-        objective: &mut f64,
-        iterations: &mut usize,
-    ) -> f64 {
+    /// cycle's start, so the fit stays monotone; otherwise the plain two-step MM result is kept.
+    /// MM converges linearly and slowly on large sparse graphs; this cuts the passes over the
+    /// data several times. Both log-posteriors come with the MM steps taken from those points.
+    /// Returns the last step's change.
+    fn squarem_cycle(&mut self, theta: &mut Vec<f64>, beta: &mut [f64; NUM_KEYS], iterations: &mut usize) -> f64 {
         let (theta0, beta0) = (theta.clone(), *beta);
-        self.mm_step(theta, beta);
+        let start_objective = self.mm_step(theta, beta, true).objective;
         let (theta1, beta1) = (theta.clone(), *beta);
-        let change = self.mm_step(theta, beta);
+        let change = self.mm_step(theta, beta, false).change;
         *iterations += 2;
         if change < self.options.tolerance {
             return change;
         }
         // r = s1 - s0 and v = s2 - 2 s1 + s0, over scores and biases together.
-        let pairs = theta0
-            .iter()
-            .zip(&theta1)
-            .zip(theta.iter())
-            .chain(beta0.iter().zip(&beta1).zip(beta.iter()));
-        let (r2, v2) = pairs.fold((0.0, 0.0), |(r2, v2), ((&a, &b), &c)| {
-            let (r, v) = (b - a, c - 2.0 * b + a);
-            (r2 + r * r, v2 + v * v)
-        });
+        let r = |a: f64, b: f64| b - a;
+        let v = |a: f64, b: f64, c: f64| c - 2.0 * b + a;
+        let beta_r2: f64 = (0..NUM_KEYS).map(|k| r(beta0[k], beta1[k]).powi(2)).sum();
+        let beta_v2: f64 = (0..NUM_KEYS).map(|k| v(beta0[k], beta1[k], beta[k]).powi(2)).sum();
+        let r2 = ordered_sum(theta.len(), |i| r(theta0[i], theta1[i]).powi(2)) + beta_r2;
+        let v2 = ordered_sum(theta.len(), |i| v(theta0[i], theta1[i], theta[i]).powi(2)) + beta_v2;
         let step = -(r2 / v2).sqrt();
         if !(step < -1.0 && step.is_finite()) {
-            *objective = self.objective(theta, beta);
             return change; // no acceleration to gain: s2 is the plain MM result
         }
         let jump = |s0: f64, s1: f64, s2: f64| s0 - 2.0 * step * (s1 - s0) + step * step * (s2 - 2.0 * s1 + s0);
         let mut theta_jump: Vec<f64> = theta0
-            .iter()
+            .par_iter()
             .zip(&theta1)
-            .zip(theta.iter())
+            .zip(theta.par_iter())
             .map(|((&a, &b), &c)| jump(a, b, c))
             .collect();
         let mut beta_jump = [0.0; NUM_KEYS];
         for k in 0..NUM_KEYS {
             beta_jump[k] = jump(beta0[k], beta1[k], beta[k]);
         }
-        let jump_change = self.mm_step(&mut theta_jump, &mut beta_jump);
+        let jump = self.mm_step(&mut theta_jump, &mut beta_jump, true);
         *iterations += 1;
-        let jump_objective = self.objective(&theta_jump, &beta_jump);
-        if jump_objective >= *objective {
+        if jump.objective >= start_objective {
             *theta = theta_jump;
             *beta = beta_jump;
-            *objective = jump_objective;
-            return jump_change.max(change);
+            return jump.change.max(change);
         }
-        *objective = self.objective(theta, beta);
         change
     }
+}
+
+/// Items per chunk of [`ordered_sum`].
+const SUM_CHUNK: usize = 1 << 16;
+
+/// `sum of f(i) over 0..len`, in parallel but in fixed chunks added in order, so that the result,
+/// and every decision taken on it, is the same whatever the thread count.
+fn ordered_sum(len: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
+    let chunks: Vec<f64> = (0..len.div_ceil(SUM_CHUNK))
+        .into_par_iter()
+        .map(|c| (c * SUM_CHUNK..((c + 1) * SUM_CHUNK).min(len)).map(&f).sum())
+        .collect();
+    chunks.iter().sum()
 }
 
 /// Centre all scores on zero, as choix does after each step.
@@ -324,21 +341,23 @@ fn centre_parts(theta: &mut [f64], components: &Components) {
     }
 }
 
-/// Total target probability each item received: its (soft) number of wins.
-fn win_mass(obs: &Observations) -> Vec<f64> {
+/// Total target probability each item received, its (soft) number of wins, and the same per
+/// slot key.
+fn win_mass(obs: &Observations) -> (Vec<f64>, [f64; NUM_KEYS]) {
     let mut wins = vec![0.0; obs.num_items()];
+    let mut slot_wins = [0.0; NUM_KEYS];
     for stage in obs.stages() {
-        for (&item, &p) in stage.items.iter().zip(stage.probs) {
+        for ((&item, &slot), &p) in stage.items.iter().zip(stage.slots).zip(stage.probs) {
             wins[item as usize] += f64::from(p);
+            slot_wins[key_index(stage.group_size, slot)] += f64::from(p);
         }
     }
-    wins
+    (wins, slot_wins)
 }
 
-/// The stages split into a fixed number of contiguous chunks for parallel passes. The split does
-/// not depend on the thread count, and chunk results are combined in chunk order, so a fit gives
-/// bit-identical scores on every machine (the adaptive plan sorts by them). Small problems use
-/// one chunk; large ones up to [`MAX_CHUNKS`], each with its own per-item accumulator.
+/// The stages split into a fixed number of contiguous chunks for a parallel sum. The split does
+/// not depend on the thread count, and chunk results are combined in chunk order, so the sum is
+/// the same on every machine.
 const MAX_CHUNKS: usize = 8;
 const MIN_CHUNK_STAGES: usize = 16_384;
 
@@ -347,40 +366,6 @@ fn stage_chunks(obs: &Observations) -> Vec<std::ops::Range<usize>> {
     let num_chunks = stages.div_ceil(MIN_CHUNK_STAGES).clamp(1, MAX_CHUNKS);
     let len = stages.div_ceil(num_chunks).max(1);
     (0..num_chunks).map(|c| c * len..((c + 1) * len).min(stages)).collect()
-}
-
-/// For each item, `sum over its stages of exp(beta_slot) / D_stage`: the MM denominator.
-fn item_denominators(obs: &Observations, strength: &[f64], exp_beta: &[f64; NUM_KEYS]) -> Vec<f64> {
-    let n = obs.num_items();
-    let partials: Vec<Vec<f64>> = stage_chunks(obs)
-        .into_par_iter()
-        .map(|range| {
-            let mut acc = vec![0.0f64; n];
-            for s in range {
-                let stage = obs.stage(s);
-                let inv_total = 1.0 / stage_total(&stage, strength, exp_beta);
-                for (&item, &slot) in stage.items.iter().zip(stage.slots) {
-                    acc[item as usize] += exp_beta[key_index(stage.group_size, slot)] * inv_total;
-                }
-            }
-            acc
-        })
-        .collect();
-    let mut partials = partials.into_iter();
-    let mut total = partials.next().unwrap_or_else(|| vec![0.0; n]);
-    for partial in partials {
-        total.par_iter_mut().zip(&partial).for_each(|(t, p)| *t += p);
-    }
-    total
-}
-
-fn stage_total(stage: &StageView<'_>, strength: &[f64], exp_beta: &[f64; NUM_KEYS]) -> f64 {
-    stage
-        .items
-        .iter()
-        .zip(stage.slots)
-        .map(|(&item, &slot)| strength[item as usize] * exp_beta[key_index(stage.group_size, slot)])
-        .sum()
 }
 
 /// Maximise `w * t - c * exp(t) - lambda / 2 * t^2` over `t`, starting from `t0`.
@@ -457,7 +442,7 @@ fn report_bias(obs: &Observations, beta: &[f64; NUM_KEYS]) -> Vec<SlotBias> {
 }
 
 /// Log-likelihood of `obs` under scores `theta` and slot biases `beta`, without the prior.
-pub(crate) fn log_likelihood(obs: &Observations, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
+fn log_likelihood(obs: &Observations, theta: &[f64], beta: &[f64; NUM_KEYS]) -> f64 {
     let per_chunk: Vec<f64> = stage_chunks(obs)
         .into_par_iter()
         .map(|range| {

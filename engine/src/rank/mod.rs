@@ -5,6 +5,7 @@ mod curvature;
 mod fit;
 mod graph;
 mod observations;
+mod pass;
 mod ranking;
 mod records;
 
