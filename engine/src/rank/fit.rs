@@ -108,7 +108,14 @@ pub struct Fit {
 }
 
 /// Fit scores (and optionally slot biases) to `obs`.
+///
+/// The fit runs on a thread of rayon's pool, so that its many short parallel loops start from
+/// there rather than each handing work over from the caller's thread.
 pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
+    rayon::scope(|_| fit_in_pool(obs, options))
+}
+
+fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
     let (wins, slot_wins) = win_mass(obs);
     let mut problem = Problem {
         obs,
@@ -138,7 +145,7 @@ pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
         }
     }
     // One last pass at the fit gives the log-likelihood and, for large problems, the curvature.
-    let strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
+    let strength: Vec<f64> = theta.par_iter().with_min_len(MIN_PAR_ITEMS).map(|t| t.exp()).collect();
     let wanted = Wanted {
         log_totals: true,
         squares: true,
@@ -190,7 +197,7 @@ impl Problem<'_> {
     /// One MM step for the scores, then (optionally) for the slot biases.
     fn mm_step(&mut self, theta: &mut [f64], beta: &mut [f64; NUM_KEYS], want_objective: bool) -> Step {
         let n = theta.len();
-        let mut strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
+        let mut strength: Vec<f64> = theta.par_iter().with_min_len(MIN_PAR_ITEMS).map(|t| t.exp()).collect();
         if let Prior::ChoixAlpha { .. } = self.options.prior {
             // choix scales weights to mean 1 before building its chain; alpha's pull depends on it.
             let scale = n as f64 / strength.iter().sum::<f64>();
@@ -215,10 +222,12 @@ impl Problem<'_> {
             Prior::Gaussian { .. } => {
                 theta
                     .par_iter_mut()
+                    .with_min_len(MIN_PAR_ITEMS)
+                    .zip(&strength)
                     .zip(&self.wins)
                     .zip(denominators)
-                    .for_each(|((t, &w), &c)| {
-                        *t = solve_item(*t, w, c, self.lambda);
+                    .for_each(|(((t, &e), &w), &c)| {
+                        *t = solve_item(*t, e, w, c, self.lambda);
                     });
                 centre_parts(theta, &self.components);
             }
@@ -228,6 +237,7 @@ impl Problem<'_> {
                 let virtual_mass = alpha * n as f64;
                 theta
                     .par_iter_mut()
+                    .with_min_len(MIN_PAR_ITEMS)
                     .zip(&self.wins)
                     .zip(denominators)
                     .for_each(|((t, &w), &c)| {
@@ -238,6 +248,7 @@ impl Problem<'_> {
         }
         let mut change = theta
             .par_iter()
+            .with_min_len(MIN_PAR_ITEMS)
             .zip(&previous)
             .map(|(a, b)| (a - b).abs())
             .reduce(|| 0.0, f64::max);
@@ -259,6 +270,14 @@ impl Problem<'_> {
     /// of convergence, an extrapolated point jumps ahead along them, and one more MM step from
     /// there stabilises it. The jump is kept only if its log-posterior is at least that of the
     /// cycle's start, so the fit stays monotone; otherwise the plain two-step MM result is kept.
+    ///
+    /// SQUAREM's jump uses one step length for all parameters, which suits a slow mode shared by
+    /// the whole graph (the 1M-item fit). Sparse data also has slow modes of single items: an
+    /// item that won all of its few comparisons is held only by the prior, and MM moves it by a
+    /// factor of about its win probability (0.99) per step. One common step cannot serve both, so
+    /// a coordinate that is converging monotonically (successive changes of one sign, shrinking)
+    /// jumps to its own geometric limit instead (Aitken's delta-squared). On the N = 2,000
+    /// benchmark this cut 98 MM steps to 59, and the 1M-item fit's 38 to 35.
     /// MM converges linearly and slowly on large sparse graphs; this cuts the passes over the
     /// data several times. Both log-posteriors come with the MM steps taken from those points.
     /// Returns the last step's change.
@@ -278,13 +297,22 @@ impl Problem<'_> {
         let beta_v2: f64 = (0..NUM_KEYS).map(|k| v(beta0[k], beta1[k], beta[k]).powi(2)).sum();
         let r2 = ordered_sum(theta.len(), |i| r(theta0[i], theta1[i]).powi(2)) + beta_r2;
         let v2 = ordered_sum(theta.len(), |i| v(theta0[i], theta1[i], theta[i]).powi(2)) + beta_v2;
-        let step = -(r2 / v2).sqrt();
-        if !(step < -1.0 && step.is_finite()) {
-            return change; // no acceleration to gain: s2 is the plain MM result
-        }
-        let jump = |s0: f64, s1: f64, s2: f64| s0 - 2.0 * step * (s1 - s0) + step * step * (s2 - 2.0 * s1 + s0);
+        let step = match -(r2 / v2).sqrt() {
+            step if step < -1.0 && step.is_finite() => step,
+            _ => -1.0, // no common acceleration to gain: the common jump is s2 itself
+        };
+        let jump = |s0: f64, s1: f64, s2: f64| {
+            let (d1, d2) = (s1 - s0, s2 - s1);
+            let rate = d2 / d1;
+            if rate > 0.0 && rate < MAX_AITKEN_RATE {
+                s2 + d2 * rate / (1.0 - rate) // this coordinate's own limit (Aitken)
+            } else {
+                s0 - 2.0 * step * d1 + step * step * (d2 - d1)
+            }
+        };
         let mut theta_jump: Vec<f64> = theta0
             .par_iter()
+            .with_min_len(MIN_PAR_ITEMS)
             .zip(&theta1)
             .zip(theta.par_iter())
             .map(|((&a, &b), &c)| jump(a, b, c))
@@ -303,6 +331,14 @@ impl Problem<'_> {
         change
     }
 }
+
+/// Aitken's extrapolation is used for a coordinate whose changes shrink by a factor below this;
+/// closer to 1 the estimated rate is too noisy to extrapolate far (1 / (1 - rate) steps ahead).
+const MAX_AITKEN_RATE: f64 = 0.995;
+
+/// Per-item loops are split for threads no finer than this: below it, waking a second thread
+/// costs more than the loop.
+const MIN_PAR_ITEMS: usize = 8_192;
 
 /// Items per chunk of [`ordered_sum`].
 const SUM_CHUNK: usize = 1 << 16;
@@ -368,8 +404,9 @@ fn stage_chunks(obs: &Observations) -> Vec<std::ops::Range<usize>> {
     (0..num_chunks).map(|c| c * len..((c + 1) * len).min(stages)).collect()
 }
 
-/// Maximise `w * t - c * exp(t) - lambda / 2 * t^2` over `t`, starting from `t0`.
-fn solve_item(t0: f64, wins: f64, denom: f64, lambda: f64) -> f64 {
+/// Maximise `w * t - c * exp(t) - lambda / 2 * t^2` over `t`, starting from `t0`, whose
+/// exponential `e0` the pass has already computed.
+fn solve_item(t0: f64, e0: f64, wins: f64, denom: f64, lambda: f64) -> f64 {
     if denom <= 0.0 {
         return t0; // never compared: keep the prior mean it started at
     }
@@ -379,16 +416,24 @@ fn solve_item(t0: f64, wins: f64, denom: f64, lambda: f64) -> f64 {
         return (wins / denom).max(1e-300).ln().max(-50.0);
     }
     // f(t) = w - c e^t - lambda t is decreasing and concave: Newton from the right of the root
-    // converges monotonically, so start at max(t0, ln(w/c)) when w > 0.
-    let mut t = if wins > 0.0 { t0.max((wins / denom).ln()) } else { t0 };
+    // converges monotonically. t0 (the last iterate, usually close) is right of it when
+    // f(t0) <= 0; otherwise ln(w/c), the root without the prior, is (for w > 0). From the left,
+    // a step can overshoot by at most |t0| when w = 0, and then converges from the right.
+    let (mut t, mut exp_t) = (t0, e0);
+    if wins > 0.0 && wins - denom * e0 - lambda * t0 > 0.0 {
+        t = t0.max((wins / denom).ln());
+        exp_t = t.exp();
+    }
     for _ in 0..50 {
-        let e = denom * t.exp();
+        let e = denom * exp_t;
         let f = wins - e - lambda * t;
-        let step = f / (e + lambda);
+        let slope = e + lambda;
+        let step = f / slope;
         t += step;
         if step.abs() < 1e-13 * (1.0 + t.abs()) {
             break;
         }
+        exp_t = t.exp();
     }
     t
 }

@@ -90,7 +90,7 @@ impl Mode {
 
 /// The share of items a full-mode round compares. Measured on the ranking bench (N = 200 and
 /// 2,000, full rankings at 2.5 calls per image): every item in every round gives Spearman 0.941
-/// and 0.943; three quarters, two thirds and three fifths all give 0.949 to 0.951.
+/// and 0.943; three quarters, two thirds and three fifths all give 0.949 to 0.953.
 const FULL_ROUND_SHARE: f64 = 2.0 / 3.0;
 
 /// The full-mode round: the items whose next comparison cuts the expected rank error most.

@@ -2,8 +2,9 @@
 //!
 //! A comparator call on a group of up to 4 is the expensive unit, so the plan decides how much
 //! ranking each call buys. The [`Planner`]'s first round is random; later rounds are adaptive:
-//! they group items whose current scores are close and uncertain,
-//! and in top-k or threshold mode they spend the effort on the items near the cut ([`focus`]).
+//! they group items whose current scores are close and uncertain. [`focus`] picks who takes part:
+//! in full mode the items whose rank is least certain for the comparisons they have had, in
+//! top-k or threshold mode the items near the cut.
 //! Slots are rotated so that every item is shown in every position about equally often:
 //! comparators favour some positions, and rotating keeps that bias off the same items (the fit
 //! estimates and removes what remains).
