@@ -73,10 +73,12 @@ fn topk(seeds: u64) {
         }
     }
     // The headline target: full rankings at 2.5 calls per image.
-    let runs: Vec<Run> = (1..=seeds)
-        .map(|seed| run(200, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
-        .collect();
-    print_row(200, Answer::FullRanking, 2.5, "adaptive", &runs);
+    for n in [200usize, 2_000, 20_000] {
+        let runs: Vec<Run> = (1..=seeds)
+            .map(|seed| run(n, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
+            .collect();
+        print_row(n, Answer::FullRanking, 2.5, "adaptive", &runs);
+    }
 }
 
 fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]) {
@@ -90,7 +92,7 @@ fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]
         Answer::FullRanking => "full ranking",
     };
     println!(
-        "| {n} | {answer} | {budget} ({:.2} used) | {schedule} | {:.3} ± {:.3} | {:.3} | {:.3} | {:.3} |",
+        "| {n} | {answer} | {budget} ({:.2} used) | {schedule} | {:.4} ± {:.4} | {:.3} | {:.3} | {:.3} |",
         mean(|r| r.calls_per_image),
         mean(|r| r.spearman),
         spread(|r| r.spearman),
