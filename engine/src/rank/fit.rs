@@ -145,7 +145,7 @@ fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
         }
     }
     // One last pass at the fit gives the log-likelihood and, for large problems, the curvature.
-    let strength: Vec<f64> = theta.par_iter().with_min_len(MIN_PAR_ITEMS).map(|t| t.exp()).collect();
+    let strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
     let wanted = Wanted {
         log_totals: true,
         squares: true,
@@ -197,7 +197,7 @@ impl Problem<'_> {
     /// One MM step for the scores, then (optionally) for the slot biases.
     fn mm_step(&mut self, theta: &mut [f64], beta: &mut [f64; NUM_KEYS], want_objective: bool) -> Step {
         let n = theta.len();
-        let mut strength: Vec<f64> = theta.par_iter().with_min_len(MIN_PAR_ITEMS).map(|t| t.exp()).collect();
+        let mut strength: Vec<f64> = theta.par_iter().map(|t| t.exp()).collect();
         if let Prior::ChoixAlpha { .. } = self.options.prior {
             // choix scales weights to mean 1 before building its chain; alpha's pull depends on it.
             let scale = n as f64 / strength.iter().sum::<f64>();
@@ -222,7 +222,6 @@ impl Problem<'_> {
             Prior::Gaussian { .. } => {
                 theta
                     .par_iter_mut()
-                    .with_min_len(MIN_PAR_ITEMS)
                     .zip(&strength)
                     .zip(&self.wins)
                     .zip(denominators)
@@ -237,7 +236,6 @@ impl Problem<'_> {
                 let virtual_mass = alpha * n as f64;
                 theta
                     .par_iter_mut()
-                    .with_min_len(MIN_PAR_ITEMS)
                     .zip(&self.wins)
                     .zip(denominators)
                     .for_each(|((t, &w), &c)| {
@@ -248,7 +246,6 @@ impl Problem<'_> {
         }
         let mut change = theta
             .par_iter()
-            .with_min_len(MIN_PAR_ITEMS)
             .zip(&previous)
             .map(|(a, b)| (a - b).abs())
             .reduce(|| 0.0, f64::max);
@@ -270,6 +267,8 @@ impl Problem<'_> {
     /// of convergence, an extrapolated point jumps ahead along them, and one more MM step from
     /// there stabilises it. The jump is kept only if its log-posterior is at least that of the
     /// cycle's start, so the fit stays monotone; otherwise the plain two-step MM result is kept.
+    /// MM converges linearly and slowly on large sparse graphs; this cuts the passes over the
+    /// data several times. Both log-posteriors come with the MM steps taken from those points.
     ///
     /// SQUAREM's jump uses one step length for all parameters, which suits a slow mode shared by
     /// the whole graph (the 1M-item fit). Sparse data also has slow modes of single items: an
@@ -278,8 +277,7 @@ impl Problem<'_> {
     /// a coordinate that is converging monotonically (successive changes of one sign, shrinking)
     /// jumps to its own geometric limit instead (Aitken's delta-squared). On the N = 2,000
     /// benchmark this cut 98 MM steps to 59, and the 1M-item fit's 38 to 35.
-    /// MM converges linearly and slowly on large sparse graphs; this cuts the passes over the
-    /// data several times. Both log-posteriors come with the MM steps taken from those points.
+    ///
     /// Returns the last step's change.
     fn squarem_cycle(&mut self, theta: &mut Vec<f64>, beta: &mut [f64; NUM_KEYS], iterations: &mut usize) -> f64 {
         let (theta0, beta0) = (theta.clone(), *beta);
@@ -312,7 +310,6 @@ impl Problem<'_> {
         };
         let mut theta_jump: Vec<f64> = theta0
             .par_iter()
-            .with_min_len(MIN_PAR_ITEMS)
             .zip(&theta1)
             .zip(theta.par_iter())
             .map(|((&a, &b), &c)| jump(a, b, c))
@@ -335,10 +332,6 @@ impl Problem<'_> {
 /// Aitken's extrapolation is used for a coordinate whose changes shrink by a factor below this;
 /// closer to 1 the estimated rate is too noisy to extrapolate far (1 / (1 - rate) steps ahead).
 const MAX_AITKEN_RATE: f64 = 0.995;
-
-/// Per-item loops are split for threads no finer than this: below it, waking a second thread
-/// costs more than the loop.
-const MIN_PAR_ITEMS: usize = 8_192;
 
 /// Items per chunk of [`ordered_sum`].
 const SUM_CHUNK: usize = 1 << 16;
