@@ -2,14 +2,13 @@
 //! are random, so the answers mean nothing, but every step of the real path runs: the loader,
 //! the tokenizer, preprocessing, the network, stage-wise answers and the ranking fit.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
+use std::process::Output;
 
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use support::{json, qrank, repo};
 
 /// The golden tiny checkpoint laid out as a hub folder, with a word-level test tokenizer
 /// (`tests/data/tiny-tokenizer.json`, ids below the tiny vocabulary of 512).
@@ -23,17 +22,9 @@ fn tiny_checkpoint() -> tempfile::TempDir {
     dir
 }
 
-fn qrank(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qrank"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
-
 fn ok_json(out: &Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    json(out)
 }
 
 #[test]

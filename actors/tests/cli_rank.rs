@@ -1,26 +1,9 @@
 //! `qrank rank` end to end on real files: what a curator sees on a laptop.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn qrank(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qrank"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
-}
+use support::{json, qrank, repo};
 
 /// The quick start: each degraded copy of a photo ranks below its original.
 #[test]
