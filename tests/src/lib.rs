@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests in `tests/tests/`: where the repository and the
 //! `qrank` binary are, its fixture files, and the test servers named by the environment.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -49,6 +50,18 @@ pub fn files_in(folder: &str, extensions: &[&str]) -> Vec<PathBuf> {
     files.sort();
     assert!(!files.is_empty(), "no test files in {}", folder.display());
     files
+}
+
+/// Why each file in `engine/tests/data/images/bad/` must be refused: file name to error kind.
+pub fn bad_fixture_kinds() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("bomb.png", "over_limit"),
+        ("corrupt.png", "corrupt"),
+        ("empty.jpg", "empty"),
+        ("notes.txt", "unsupported"),
+        ("truncated.jpg", "truncated"),
+        ("truncated.png", "truncated"),
+    ])
 }
 
 /// The values of the environment variables `names`, in order, or `None` after printing why the

@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use qrank_tests::{files_in, qrank_bin, workspace_root, S3Server};
+use qrank_tests::{bad_fixture_kinds, files_in, qrank_bin, workspace_root, S3Server};
 use serde_json::Value;
 
 /// Exit codes documented in `qrank --help`.
@@ -167,18 +167,6 @@ fn file_name(path: &FsPath) -> String {
 /// The example photos: real JPEGs that every model can rank.
 fn good_photos() -> Vec<PathBuf> {
     files_in("examples/photos", &["jpg"])
-}
-
-/// Why each bad fixture must be refused, by file name.
-fn bad_fixture_kinds() -> BTreeMap<&'static str, &'static str> {
-    BTreeMap::from([
-        ("bomb.png", "over_limit"),
-        ("corrupt.png", "corrupt"),
-        ("empty.jpg", "empty"),
-        ("notes.txt", "unsupported"),
-        ("truncated.jpg", "truncated"),
-        ("truncated.png", "truncated"),
-    ])
 }
 
 /// `name -> score` of every ranked item, after checking the items are ranked 1..=n in order of

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use protos::v1::RankJob;
-use qrank_tests::files_in;
+use qrank_tests::{bad_fixture_kinds, files_in};
 use service_support::{job, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -136,18 +136,11 @@ async fn bad_images_are_reported_not_fatal() {
             (e.uri.rsplit('/').next().unwrap().to_owned(), e.kind.clone())
         })
         .collect();
-    let expected: BTreeSet<(String, String)> = [
-        ("bomb.png", "over_limit"),
-        ("corrupt.png", "corrupt"),
-        ("empty.jpg", "empty"),
-        ("notes.txt", "unsupported"),
-        ("truncated.jpg", "truncated"),
-        ("truncated.png", "truncated"),
-    ]
-    .into_iter()
-    .filter(|(name, _)| bad.iter().any(|b| b == name))
-    .map(|(n, k)| (n.to_owned(), k.to_owned()))
-    .collect();
+    let expected: BTreeSet<(String, String)> = bad_fixture_kinds()
+        .into_iter()
+        .filter(|(name, _)| bad.iter().any(|b| b == name))
+        .map(|(n, k)| (n.to_owned(), k.to_owned()))
+        .collect();
     assert_eq!(reported, expected);
     let metrics = service.metrics().await;
     let counted: f64 = ["over_limit", "corrupt", "empty", "unsupported", "truncated"]
