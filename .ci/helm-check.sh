@@ -59,13 +59,7 @@ install_venv() {
     fi
     log "installing ${PY_REQUIREMENTS[*]} into $venv"
     rm -rf "$venv"
-    if ! python3 -m venv "$venv" 2>/dev/null; then
-        rm -rf "$venv"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        python3 -m venv "$venv"
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "${PY_REQUIREMENTS[@]}"
+    make_venv "$venv" "${PY_REQUIREMENTS[@]}"
     touch "$marker"
 }
 

@@ -21,6 +21,21 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Create the venv $1 and pip-install the remaining arguments into it. Debian's own python3 ships
+# venv (ensurepip) as a separate package, so that is installed when the first try fails.
+make_venv() {
+    local venv=$1
+    shift
+    if ! python3 -m venv "$venv" 2>"$QRANK_CI_HOME/venv.err"; then
+        log "python3 -m venv failed ($(tail -n 1 "$QRANK_CI_HOME/venv.err")); installing python3-venv"
+        rm -rf "$venv"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+}
+
 # True once something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, no extra tools).
 port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

