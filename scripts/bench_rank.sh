@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ranking-efficiency benchmark: simulated comparators (pair accuracy 0.80, first slot favoured
 # by 0.3 log-odds) under random and adaptive schedules, and choix fits of the same random data.
-# Usage: bash scripts/bench_rank.sh [SEEDS]   (default 3 seeds per row; about 10 min on 2 cores)
+# Usage: bash scripts/bench_rank.sh [SEEDS]   (default 3 seeds per row; about 5 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${QRANK_BENCH_VENV:-.venv-bench}
