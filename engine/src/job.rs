@@ -136,10 +136,7 @@ impl Job {
             return self.planner.random_round();
         }
         let appearances: Vec<u32> = self.planner.slot_counts().iter().map(|c| c.iter().sum()).collect();
-        let active = self
-            .options
-            .mode
-            .active_items(&fitted.scores, &fitted.std_errors, &appearances);
+        let active = self.options.mode.active_items(&fitted, &appearances);
         if active.len() < 2 {
             self.stopped = Some(StopReason::Settled);
             return Vec::new();
@@ -149,7 +146,11 @@ impl Job {
 
     /// Normalised ranks (full mode) or cut probabilities (top-k, threshold) of a fit.
     fn summary(&self, fitted: &Fit) -> Vec<f64> {
-        if let Some(probs) = self.options.mode.probabilities(&fitted.scores, &fitted.std_errors) {
+        if let Some(probs) = self
+            .options
+            .mode
+            .probabilities(&fitted.scores, &fitted.relative_std_errors)
+        {
             return probs;
         }
         let n = fitted.scores.len();
@@ -182,7 +183,11 @@ impl Job {
         let fitted = self.fit();
         let mut ranking = Ranking::from_fit(&self.names, &fitted);
         ranking.stop_reason = self.stopped;
-        if let Some(probs) = self.options.mode.probabilities(&fitted.scores, &fitted.std_errors) {
+        if let Some(probs) = self
+            .options
+            .mode
+            .probabilities(&fitted.scores, &fitted.relative_std_errors)
+        {
             let index: HashMap<&str, usize> = self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
             for item in &mut ranking.items {
                 let p = Some(probs[index[item.name.as_str()]]);

@@ -21,7 +21,7 @@
 
 use rayon::prelude::*;
 
-use super::curvature::{diagonal_standard_errors, exact_standard_errors};
+use super::curvature::{diagonal_standard_errors, exact_standard_errors, StandardErrors};
 use super::graph::Components;
 use super::observations::{Observations, SlotKey, StageView};
 use super::pass::{stage_total, CandidateIndex, Pass, Wanted};
@@ -97,6 +97,10 @@ pub struct Fit {
     pub scores: Vec<f64>,
     /// Standard error of each score, from the curvature of the log-posterior at the optimum.
     pub std_errors: Vec<f64>,
+    /// Standard error of each score minus the mean score: the part of the error that can change
+    /// the order. It leaves out the uncertainty of the overall level, which every item shares
+    /// (see [`super::curvature`]). Equal to `std_errors` above [`super::EXACT_MAX_ITEMS`] items.
+    pub relative_std_errors: Vec<f64>,
     /// False for items outside the largest connected part of the comparison graph: their place
     /// relative to the rest comes from the prior alone.
     pub connected: Vec<bool>,
@@ -154,8 +158,14 @@ fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
         .pass
         .run(obs, &problem.index, &strength, &beta.map(f64::exp), wanted);
     let log_likelihood = problem.linear_term(&theta, &beta) - problem.pass.log_totals;
-    let std_errors = exact_standard_errors(obs, &theta, &beta, problem.lambda)
-        .unwrap_or_else(|| diagonal_standard_errors(&strength, &problem.pass, problem.lambda));
+    let errors = exact_standard_errors(obs, &theta, &beta, problem.lambda).unwrap_or_else(|| {
+        // The diagonal approximation has no shared level in it: both errors are the same.
+        let diagonal = diagonal_standard_errors(&strength, &problem.pass, problem.lambda);
+        StandardErrors {
+            relative: diagonal.clone(),
+            absolute: diagonal,
+        }
+    });
     Fit {
         log_likelihood,
         connected: problem.components.in_largest(),
@@ -165,7 +175,8 @@ fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
             Vec::new()
         },
         scores: theta,
-        std_errors,
+        std_errors: errors.absolute,
+        relative_std_errors: errors.relative,
         iterations,
         converged,
     }

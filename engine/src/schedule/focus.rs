@@ -7,8 +7,14 @@
 //! - [`Mode::Threshold`]: a curator drops the worst fraction. Effort goes to items near the cut.
 //!
 //! The probability of being on the wanted side of the cut is `Phi((score - cut) / std_error)`,
-//! with the cut halfway between the two items that straddle it. It ignores the cut's own
-//! uncertainty, which is small next to one item's when N is large.
+//! with the cut halfway between the two items that straddle it, and the standard error relative
+//! to the mean score ([`Fit::relative_std_errors`]): the level of all scores moves the cut with
+//! them, so its uncertainty is no reason to compare an item again. Leaving it out raised top-10%
+//! precision at N = 200 from 0.859 to 0.879 (40 seeds of the ranking bench). The cut's own
+//! uncertainty is ignored; it is small next to one item's when N is large.
+
+use super::MAX_GROUP;
+use crate::rank::Fit;
 
 /// Which ranking the user wants.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -66,9 +72,10 @@ impl Mode {
     /// has been shown in. In full mode, the items with the most to gain ([`full_round_items`]);
     /// otherwise those whose side of the cut is uncertain, widened to at least a few groups'
     /// worth around the cut so that they have neighbours to be compared with.
-    pub fn active_items(&self, scores: &[f64], std_errors: &[f64], appearances: &[u32]) -> Vec<u32> {
-        let Some(probs) = self.probabilities(scores, std_errors) else {
-            return full_round_items(scores, std_errors, appearances);
+    pub fn active_items(&self, fit: &Fit, appearances: &[u32]) -> Vec<u32> {
+        let scores = &fit.scores;
+        let Some(probs) = self.probabilities(scores, &fit.relative_std_errors) else {
+            return full_round_items(scores, &fit.std_errors, appearances);
         };
         let uncertain: Vec<u32> = (0..scores.len() as u32)
             .filter(|&i| (SETTLED..=1.0 - SETTLED).contains(&probs[i as usize]))
@@ -76,13 +83,13 @@ impl Mode {
         if uncertain.is_empty() {
             return uncertain;
         }
-        // The least settled items, at least 8 of them (two groups of 4).
+        // The least settled items, in whole groups of 4 and at least two of them.
         let mut by_doubt: Vec<u32> = (0..scores.len() as u32).collect();
         by_doubt.sort_by(|&a, &b| {
             let doubt = |i: u32| (probs[i as usize] - 0.5).abs();
             doubt(a).total_cmp(&doubt(b)).then(a.cmp(&b))
         });
-        by_doubt.truncate(uncertain.len().max(8).min(scores.len()));
+        by_doubt.truncate(whole_groups(uncertain.len(), scores.len()));
         by_doubt.sort_unstable();
         by_doubt
     }
@@ -116,9 +123,16 @@ fn full_round_items(scores: &[f64], std_errors: &[f64], appearances: &[u32]) -> 
         .collect();
     let mut items: Vec<u32> = (0..n as u32).collect();
     items.sort_by(|&a, &b| gain[b as usize].total_cmp(&gain[a as usize]).then(a.cmp(&b)));
-    items.truncate(((n as f64 * FULL_ROUND_SHARE).ceil() as usize).max(8).min(n));
+    items.truncate(whole_groups((n as f64 * FULL_ROUND_SHARE).ceil() as usize, n));
     items.sort_unstable();
     items
+}
+
+/// `wanted` rounded up to whole groups of [`MAX_GROUP`], and at least two groups, but at most
+/// `n`. Ten items would otherwise be cut into groups of 4, 3 and 3, and a group of 3 buys one
+/// stage less than a group of 4 for the same call.
+fn whole_groups(wanted: usize, n: usize) -> usize {
+    (wanted.max(2 * MAX_GROUP).div_ceil(MAX_GROUP) * MAX_GROUP).min(n)
 }
 
 /// The standard normal CDF, via the complementary error function (Numerical Recipes' erfc
@@ -149,6 +163,42 @@ fn erfc(x: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// A fit with these scores and standard errors (absolute and relative alike).
+    fn fit_of(scores: &[f64], std_errors: &[f64]) -> Fit {
+        Fit {
+            scores: scores.to_vec(),
+            std_errors: std_errors.to_vec(),
+            relative_std_errors: std_errors.to_vec(),
+            connected: vec![true; scores.len()],
+            slot_bias: Vec::new(),
+            iterations: 0,
+            converged: true,
+            log_likelihood: 0.0,
+        }
+    }
+
+    #[test]
+    fn cut_modes_ignore_the_shared_level_uncertainty() {
+        // Absolute errors so wide that every item would stay in play; relative errors that
+        // settle the far items.
+        let scores: Vec<f64> = (0..20).map(|i| -(i as f64)).collect();
+        let fit = Fit {
+            std_errors: vec![100.0; 20],
+            ..fit_of(&scores, &[0.5; 20])
+        };
+        let active = Mode::TopK { k: 5 }.active_items(&fit, &[4; 20]);
+        assert!(active.contains(&4) && active.contains(&5));
+        assert!(!active.contains(&0) && !active.contains(&19), "{active:?}");
+    }
+
+    #[test]
+    fn rounds_come_in_whole_groups() {
+        assert_eq!(whole_groups(10, 200), 12);
+        assert_eq!(whole_groups(1, 200), 8, "at least two groups");
+        assert_eq!(whole_groups(12, 200), 12);
+        assert_eq!(whole_groups(10, 11), 11, "never more than there are");
+    }
+
     #[test]
     fn normal_cdf_matches_known_values() {
         for (x, want) in [(0.0, 0.5), (1.0, 0.841344746), (-1.96, 0.024997895), (3.0, 0.998650102)] {
@@ -164,7 +214,7 @@ mod tests {
         assert!(p[0] > 0.999 && p[19] < 0.001);
         assert!(p.windows(2).all(|w| w[0] >= w[1]));
         assert!((p[4] - (1.0 - p[5])).abs() < 1e-9, "symmetric about the cut");
-        let active = Mode::TopK { k: 5 }.active_items(&scores, &se, &[4; 20]);
+        let active = Mode::TopK { k: 5 }.active_items(&fit_of(&scores, &se), &[4; 20]);
         assert!(active.contains(&4) && active.contains(&5) && !active.contains(&0) && !active.contains(&19));
     }
 
@@ -192,14 +242,14 @@ mod tests {
         let se = vec![0.5; 40];
         let mut seen = vec![8; 40];
         seen[0] = 1; // a crowded item seen once gains the most
-        let active = Mode::Full.active_items(&scores, &se, &seen);
-        assert_eq!(active.len(), 27, "two thirds of 40");
+        let active = Mode::Full.active_items(&fit_of(&scores, &se), &seen);
+        assert_eq!(active.len(), 28, "two thirds of 40, in whole groups of 4");
         assert!(active.contains(&0));
         assert!(active.iter().all(|&i| i < 30), "the clear extremes wait: {active:?}");
         assert!(active.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
         // Once the crowd has been seen far more often, the extremes get their turn.
         let seen: Vec<u32> = (0..40).map(|i| if i < 30 { 10_000 } else { 1 }).collect();
-        let active = Mode::Full.active_items(&scores, &se, &seen);
+        let active = Mode::Full.active_items(&fit_of(&scores, &se), &seen);
         assert!((30..40).all(|i| active.contains(&i)));
     }
 }
