@@ -9,7 +9,7 @@
 //! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
 
 use engine::job::{Job, JobOptions};
-use engine::rank::{FitOptions, Prior};
+use engine::rank::FitOptions;
 use engine::schedule::Mode;
 use engine::simulate::{Answer, Simulator};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -118,7 +118,6 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
         seed,
         fit: FitOptions {
             fit_slot_bias: true,
-            prior: Prior::Gaussian { precision: 0.1 },
             ..FitOptions::default()
         },
         mode,

@@ -1,7 +1,7 @@
 //! Invariants of the ranking core, checked on random data with proptest.
 
 use engine::compare::{GroupOutcome, Stage};
-use engine::rank::{fit, log_likelihood_of, FitOptions, Observations, Prior};
+use engine::rank::{fit, log_likelihood_of, FitOptions, Observations, Prior, DEFAULT_PRIOR_PRECISION};
 use engine::schedule::Planner;
 use proptest::prelude::*;
 
@@ -139,7 +139,7 @@ fn disconnected_items_are_ranked_and_flagged() {
     let fitted = fit(&obs, &FitOptions::default());
     assert_eq!(fitted.connected, vec![true, true, true, true, false, false, false]);
     assert_eq!(fitted.scores[6], 0.0);
-    let prior_sd = 1.0 / 0.1f64.sqrt();
+    let prior_sd = 1.0 / DEFAULT_PRIOR_PRECISION.sqrt();
     assert!(
         (fitted.std_errors[6] - prior_sd).abs() < 1e-9,
         "{}",
