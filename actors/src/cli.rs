@@ -147,7 +147,7 @@ pub struct RankArgs {
 pub struct FitArgs {
     /// Saved comparisons: qrank JSONL, or a reference-fit JSON file.
     pub file: PathBuf,
-    /// Precision of the Gaussian prior on scores (default 0.1). A reference file's `alpha` is
+    /// Precision of the Gaussian prior on scores (default 0.25). A reference file's `alpha` is
     /// otherwise applied as choix's ILSR regularisation, so its fit is reproduced exactly.
     #[arg(long, value_name = "LAMBDA")]
     pub prior_precision: Option<f64>,
