@@ -103,14 +103,7 @@ fn exact_variances(h: &mut [f64], n: usize, lambda: f64) -> Option<(Vec<f64>, Ve
     for i in 0..n {
         column.iter_mut().for_each(|x| *x = 0.0);
         column[i] = 1.0;
-        // Solve L y = e_i; entries before i are zero.
-        for r in i..n {
-            let mut sum = column[r];
-            for k in i..r {
-                sum -= h[r * n + k] * column[k];
-            }
-            column[r] = sum / h[r * n + r];
-        }
+        forward_substitute(h, n, &mut column, i);
         variances[i] = column[i..].iter().map(|y| y * y).sum::<f64>() - gauge;
     }
     if !variances.iter().all(|v| v.is_finite() && *v > 0.0) {
@@ -129,10 +122,7 @@ fn exact_variances(h: &mut [f64], n: usize, lambda: f64) -> Option<(Vec<f64>, Ve
 /// factor `L` of `H` in the lower triangle of `l`; one more solve, `L L^T y = 1`.
 fn relative_variances(l: &[f64], n: usize, variances: &[f64]) -> Vec<f64> {
     let mut y = vec![1.0; n];
-    for r in 0..n {
-        let sum: f64 = (0..r).map(|k| l[r * n + k] * y[k]).sum();
-        y[r] = (y[r] - sum) / l[r * n + r];
-    }
+    forward_substitute(l, n, &mut y, 0);
     for r in (0..n).rev() {
         let sum: f64 = (r + 1..n).map(|k| l[k * n + r] * y[k]).sum();
         y[r] = (y[r] - sum) / l[r * n + r];
@@ -144,6 +134,18 @@ fn relative_variances(l: &[f64], n: usize, variances: &[f64]) -> Vec<f64> {
         .zip(&y)
         .map(|(v, yi)| (v - 2.0 * yi / nf + level).max(f64::MIN_POSITIVE))
         .collect()
+}
+
+/// Solve `L y = b` in place, `L` in the lower triangle of `l`, for a `b` whose entries before
+/// `from` are zero (so are the solution's).
+fn forward_substitute(l: &[f64], n: usize, b: &mut [f64], from: usize) {
+    for r in from..n {
+        let mut sum = b[r];
+        for k in from..r {
+            sum -= l[r * n + k] * b[k];
+        }
+        b[r] = sum / l[r * n + r];
+    }
 }
 
 /// Lower-triangular Cholesky factor written over the lower triangle of `a`. None if `a` is not

@@ -33,9 +33,9 @@ pub enum Mode {
 
 /// Items whose side of the cut is still this uncertain stay in play. Measured on the ranking
 /// bench with the default prior (top-10% precision at 2 calls per image, N = 200 / 2,000 /
-/// 20,000): 0.03 gives
-/// 0.879 / 0.898, 0.04 gives 0.882 / 0.899 / 0.898 and 0.05 gives 0.886 / 0.895 / 0.899. Lower
-/// thresholds spend the budget re-testing items far from the cut (0.01: 0.841 / 0.875).
+/// 20,000): 0.03 gives 0.879 / 0.898, 0.04 gives 0.882 / 0.899 / 0.898 and 0.05 gives
+/// 0.886 / 0.895 / 0.899. Lower thresholds spend the budget re-testing items far from the cut
+/// (0.01: 0.841 / 0.875).
 const SETTLED: f64 = 0.05;
 
 impl Mode {
