@@ -32,7 +32,8 @@ pub enum StopReason {
     Budget,
     /// The last round moved the ranking by less than the tolerance.
     Stable,
-    /// Top-k or threshold mode: every item's side of the cut is settled.
+    /// Top-k or threshold mode: no item's side of the cut is in enough doubt to be worth
+    /// another comparison.
     Settled,
 }
 
