@@ -175,6 +175,7 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
             std_error: item.std_error,
             rank: item.rank,
             connected: item.connected,
+            p_top_k: item.p_top_k,
         })
         .collect();
     match spec.selection {
@@ -204,6 +205,11 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
         model_id: report.model.clone(),
         output_uri: spec.output.as_ref().map(JobOutput::result_uri).unwrap_or_default(),
         failure: String::new(),
+        stop_reason: report
+            .ranking
+            .stop_reason
+            .map(|reason| reason.label().to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -226,12 +232,14 @@ pub fn result_json(result: &RankResult) -> serde_json::Value {
         "model_id": result.model_id,
         "output_uri": result.output_uri,
         "failure": result.failure,
+        "stop_reason": result.stop_reason,
         "items": result.items.iter().map(|item| serde_json::json!({
             "uri": item.uri,
             "score": item.score,
             "std_error": item.std_error,
             "rank": item.rank,
             "connected": item.connected,
+            "p_top_k": item.p_top_k,
         })).collect::<Vec<_>>(),
         "errors": result.errors.iter().map(|e| serde_json::json!({
             "uri": e.uri,
@@ -305,5 +313,60 @@ mod tests {
             ..job
         };
         assert!(decode(&top_zero, None).unwrap_err().to_string().contains("top_k"));
+    }
+
+    #[test]
+    fn a_top_k_result_carries_the_cut_probabilities_and_the_stop_reason() {
+        use engine::rank::{RankedItem, Ranking, StopReason};
+        let dir = tempfile::tempdir().unwrap();
+        let job = RankJob {
+            mode: v1::Mode::TopK as i32,
+            top_k: 2,
+            ..valid_job(dir.path())
+        };
+        let spec = decode(&job, None).unwrap();
+        let item = |rank: u32, p: f64| RankedItem {
+            rank,
+            name: format!("img{rank}.jpg"),
+            score: -f64::from(rank),
+            std_error: 0.5,
+            connected: true,
+            p_top_k: Some(p),
+            p_below_threshold: None,
+        };
+        let report = Report {
+            model: "q-future/co-instruct".into(),
+            ranking: Ranking {
+                items: vec![item(1, 0.99), item(2, 0.7), item(3, 0.3)],
+                slot_bias: Vec::new(),
+                stop_reason: Some(StopReason::Settled),
+            },
+            errors: Vec::new(),
+            stats: Default::default(),
+        };
+        let result = ranked_result(&spec, &report, 3, 0);
+        assert_eq!(result.stop_reason, "settled");
+        let p: Vec<Option<f64>> = result.items.iter().map(|i| i.p_top_k).collect();
+        assert_eq!(p, [Some(0.99), Some(0.7)], "the best top_k, each with its probability");
+        let json = result_json(&result);
+        assert_eq!(json["stop_reason"], "settled");
+        assert_eq!(json["items"][1]["p_top_k"], 0.7);
+
+        // A job scored directly has neither.
+        let direct = Report {
+            ranking: Ranking {
+                items: vec![RankedItem {
+                    p_top_k: None,
+                    ..item(1, 0.0)
+                }],
+                slot_bias: Vec::new(),
+                stop_reason: None,
+            },
+            ..report
+        };
+        let result = ranked_result(&spec, &direct, 0, 0);
+        assert_eq!(result.stop_reason, "");
+        assert_eq!(result.items[0].p_top_k, None);
+        assert!(result_json(&result)["items"][0]["p_top_k"].is_null());
     }
 }

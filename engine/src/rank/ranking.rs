@@ -37,6 +37,17 @@ pub enum StopReason {
     Settled,
 }
 
+impl StopReason {
+    /// The reason's name on the wire, as serde spells it.
+    pub fn label(self) -> &'static str {
+        match self {
+            StopReason::Budget => "budget",
+            StopReason::Stable => "stable",
+            StopReason::Settled => "settled",
+        }
+    }
+}
+
 /// A complete ranking, sorted best first.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Ranking {
