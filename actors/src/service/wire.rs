@@ -369,4 +369,12 @@ mod tests {
         assert_eq!(result.items[0].p_top_k, None);
         assert!(result_json(&result)["items"][0]["p_top_k"].is_null());
     }
+
+    #[test]
+    fn stop_reason_labels_are_the_serde_names() {
+        use engine::rank::StopReason;
+        for reason in [StopReason::Budget, StopReason::Stable, StopReason::Settled] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.label(), "{reason:?}");
+        }
+    }
 }

@@ -96,14 +96,14 @@ impl Mode {
             .zip(appearances)
             .map(|(&p, &seen)| p.min(1.0 - p) / f64::from(seen.max(1)).sqrt())
             .collect();
-        let uncertain = worth.iter().filter(|&&w| w >= SETTLED).count();
-        if uncertain == 0 {
+        let worth_a_look = worth.iter().filter(|&&w| w >= SETTLED).count();
+        if worth_a_look == 0 {
             return Vec::new();
         }
         // The items most worth a look, in whole groups of 4 and at least two of them.
         let mut by_worth: Vec<u32> = (0..scores.len() as u32).collect();
         by_worth.sort_by(|&a, &b| worth[b as usize].total_cmp(&worth[a as usize]).then(a.cmp(&b)));
-        by_worth.truncate(whole_groups(uncertain, scores.len()));
+        by_worth.truncate(whole_groups(worth_a_look, scores.len()));
         by_worth.sort_unstable();
         by_worth
     }
