@@ -4,7 +4,8 @@
 //! ```text
 //! bench_rank table [SEEDS] [DUMP_DIR]   the full table; DUMP_DIR gets the random-schedule data
 //!                                       (seed 1, N <= 2000) in reference form for choix
-//! bench_rank topk [SEEDS]               top-10% precision at 2 calls per image
+//! bench_rank topk [SEEDS]               top-10% precision at 2 calls per image, the worst-10%
+//!                                       precision of threshold mode, and the 2.5-call target
 //! ```
 //! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
 
@@ -21,6 +22,8 @@ struct Run {
     spearman: f64,
     kendall: f64,
     top_precision: f64,
+    /// The share of the items ranked in the worst 10% that truly are.
+    bottom_precision: f64,
     bias_error: f64,
     calls_per_image: f64,
 }
@@ -39,8 +42,7 @@ fn main() {
 }
 
 fn table(seeds: u64, dump: Option<&str>) {
-    println!("| N | answer | calls/image | schedule | Spearman | Kendall | top-10% precision | slot-bias error |");
-    println!("|---|---|---|---|---|---|---|---|");
+    print_header();
     for n in [200usize, 2_000, 20_000] {
         for answer in [Answer::BestOf, Answer::FullRanking] {
             for budget in [1.0, 2.0, 3.0, 4.0] {
@@ -59,26 +61,46 @@ fn table(seeds: u64, dump: Option<&str>) {
 }
 
 fn topk(seeds: u64) {
-    println!("| N | answer | calls/image | schedule | Spearman | Kendall | top-10% precision | slot-bias error |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for n in [200usize, 2_000, 20_000] {
-        for (label, adaptive, mode) in [
-            ("random", false, Mode::Full),
-            ("adaptive top-k", true, Mode::TopK { k: n / 10 }),
-        ] {
-            let runs: Vec<Run> = (1..=seeds)
-                .map(|seed| run(n, Answer::FullRanking, 2.0, adaptive, mode, seed, None))
-                .collect();
-            print_row(n, Answer::FullRanking, 2.0, label, &runs);
+    let runs = |n: usize, budget: f64, adaptive: bool, mode: Mode| -> Vec<Run> {
+        (1..=seeds)
+            .map(|seed| run(n, Answer::FullRanking, budget, adaptive, mode, seed, None))
+            .collect()
+    };
+    let sizes = [200usize, 2_000, 20_000];
+    let random: Vec<Vec<Run>> = sizes.iter().map(|&n| runs(n, 2.0, false, Mode::Full)).collect();
+    print_header();
+    for (&n, random) in sizes.iter().zip(&random) {
+        let top_k = runs(n, 2.0, true, Mode::TopK { k: n / 10 });
+        print_row(n, Answer::FullRanking, 2.0, "random", random);
+        print_row(n, Answer::FullRanking, 2.0, "adaptive top-k", &top_k);
+    }
+    // A curator dropping the worst 10%: how many of the dropped truly are among the worst 10%.
+    println!();
+    println!("| N | answer | calls/image | schedule | Spearman | worst-10% precision |");
+    println!("|---|---|---|---|---|---|");
+    for (&n, random) in sizes.iter().zip(&random) {
+        let threshold = runs(n, 2.0, true, Mode::Threshold { fraction: 0.1 });
+        for (label, runs) in [("random", random), ("adaptive threshold 0.1", &threshold)] {
+            let mean = |f: fn(&Run) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+            println!(
+                "| {n} | full ranking | 2 ({:.2} used) | {label} | {:.4} | {:.3} |",
+                mean(|r| r.calls_per_image),
+                mean(|r| r.spearman),
+                mean(|r| r.bottom_precision),
+            );
         }
     }
     // The headline target: full rankings at 2.5 calls per image.
-    for n in [200usize, 2_000, 20_000] {
-        let runs: Vec<Run> = (1..=seeds)
-            .map(|seed| run(n, Answer::FullRanking, 2.5, true, Mode::Full, seed, None))
-            .collect();
-        print_row(n, Answer::FullRanking, 2.5, "adaptive", &runs);
+    println!();
+    print_header();
+    for n in sizes {
+        print_row(n, Answer::FullRanking, 2.5, "adaptive", &runs(n, 2.5, true, Mode::Full));
     }
+}
+
+fn print_header() {
+    println!("| N | answer | calls/image | schedule | Spearman | Kendall | top-10% precision | slot-bias error |");
+    println!("|---|---|---|---|---|---|---|---|");
 }
 
 fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]) {
@@ -158,6 +180,7 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
         spearman: spearman(&fitted.scores, &truth),
         kendall: kendall(&fitted.scores, &truth),
         top_precision: top_precision(&fitted.scores, &truth, n / 10),
+        bottom_precision: top_precision(&negated(&fitted.scores), &negated(&truth), n / 10),
         bias_error,
         calls_per_image: job.calls_planned() as f64 / n as f64,
     }
@@ -240,6 +263,11 @@ fn count_inversions(v: &mut [f64]) -> u64 {
     count
 }
 
+fn negated(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| -x).collect()
+}
+
+/// The share of the `k` best items by `scores` that are among the `k` best by `truth`.
 fn top_precision(scores: &[f64], truth: &[f64], k: usize) -> f64 {
     let (rs, rt) = (ranks(scores), ranks(truth));
     let hits = (0..scores.len()).filter(|&i| rs[i] < k && rt[i] < k).count();
