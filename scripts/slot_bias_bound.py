@@ -11,7 +11,7 @@ errors are at least these. Two kinds of group:
   model's scale, which is what a pair accuracy of 0.80 gives);
 - equal: every group's four utilities equal, so each stage is a fair draw. This is the most
   informative group we know of: a numerical search over other score configurations found none
-  better by more than 0.2% in variance.
+  better by more than 0.3% in variance.
 
 The bound is the inverse of the total information; the expected largest absolute error of the
 three is estimated by drawing errors from that normal.
