@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use engine::rank::Ranking;
+use engine::rank::{RankedItem, Ranking};
 
 use crate::cli::{Format, OutputArgs};
 use crate::pipeline::{FileError, Report};
@@ -25,9 +25,15 @@ pub fn write(report: &Report, output: &OutputArgs) -> Result<()> {
     }
 }
 
-/// One header, one row per ranked image, then one row per skipped file with its reason.
+/// One header, one row per ranked image, then one row per skipped file with its reason. A
+/// top-k or drop-worst run that compared groups adds the column of its cut probability,
+/// `p_top_k` or `p_dropped`, before `error`.
 fn write_csv(out: &mut impl Write, ranking: &Ranking, errors: &[FileError]) -> Result<()> {
-    writeln!(out, "rank,name,score,std_error,connected,error")?;
+    let mut columns: Vec<(&str, fn(&RankedItem) -> Option<f64>)> =
+        vec![("p_top_k", |item| item.p_top_k), ("p_dropped", |item| item.p_dropped)];
+    columns.retain(|(_, p)| ranking.items.iter().any(|item| p(item).is_some()));
+    let extra_names: String = columns.iter().map(|(name, _)| format!("{name},")).collect();
+    writeln!(out, "rank,name,score,std_error,connected,{extra_names}error")?;
     for item in &ranking.items {
         let (rank, name, score, se, connected) = (
             item.rank,
@@ -36,10 +42,20 @@ fn write_csv(out: &mut impl Write, ranking: &Ranking, errors: &[FileError]) -> R
             item.std_error,
             item.connected,
         );
-        writeln!(out, "{rank},{name},{score:.6},{se:.6},{connected},")?;
+        let extra: String = columns
+            .iter()
+            .map(|(_, p)| p(item).map_or_else(|| ",".to_owned(), |p| format!("{p:.6},")))
+            .collect();
+        writeln!(out, "{rank},{name},{score:.6},{se:.6},{connected},{extra}")?;
     }
+    let blanks = ",".repeat(columns.len());
     for error in errors {
-        writeln!(out, ",{},,,,{}", csv_field(&error.name), csv_field(&error.reason))?;
+        writeln!(
+            out,
+            ",{},,,,{blanks}{}",
+            csv_field(&error.name),
+            csv_field(&error.reason)
+        )?;
     }
     Ok(())
 }
@@ -56,6 +72,47 @@ fn csv_field(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_adds_the_cut_probability_column_of_the_mode() {
+        let item = |rank: u32, p_dropped: Option<f64>| RankedItem {
+            rank,
+            name: format!("{rank}.jpg"),
+            score: -f64::from(rank),
+            std_error: 0.5,
+            connected: true,
+            p_top_k: None,
+            p_dropped,
+        };
+        let errors = [FileError {
+            name: "bad.jpg".into(),
+            kind: "corrupt",
+            reason: "bad.jpg: corrupt".into(),
+        }];
+        let csv = |items: Vec<RankedItem>| {
+            let ranking = Ranking {
+                items,
+                slot_bias: Vec::new(),
+                stop_reason: None,
+            };
+            let mut out = Vec::new();
+            write_csv(&mut out, &ranking, &errors).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            csv(vec![item(1, Some(0.01)), item(2, Some(0.75))]),
+            "rank,name,score,std_error,connected,p_dropped,error\n\
+             1,1.jpg,-1.000000,0.500000,true,0.010000,\n\
+             2,2.jpg,-2.000000,0.500000,true,0.750000,\n\
+             ,bad.jpg,,,,,bad.jpg: corrupt\n"
+        );
+        assert_eq!(
+            csv(vec![item(1, None)]),
+            "rank,name,score,std_error,connected,error\n\
+             1,1.jpg,-1.000000,0.500000,true,\n\
+             ,bad.jpg,,,,bad.jpg: corrupt\n"
+        );
+    }
 
     #[test]
     fn csv_quotes_only_when_needed() {

@@ -95,6 +95,37 @@ fn rank_with_a_checkpoint_compares_groups_and_fits() {
     assert!(report["ranking"]["stop_reason"].is_string());
 }
 
+/// A drop-worst run compares near its cut and says, per image, how likely it is to belong
+/// among the dropped: a `p_dropped` column in CSV, above one half exactly for the worst quarter.
+#[test]
+fn rank_drop_worst_reports_p_dropped() {
+    let model = tiny_checkpoint();
+    let out = qrank(&[
+        "rank",
+        "examples/photos",
+        "--model",
+        model.path().to_str().unwrap(),
+        "--budget",
+        "1",
+        "--drop-worst",
+        "0.25",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("rank,name,score,std_error,connected,p_dropped,error")
+    );
+    let p: Vec<f64> = lines
+        .map(|line| line.split(',').nth(5).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(p.len(), 20);
+    assert!(p.iter().all(|p| (0.0..=1.0).contains(p)), "{p:?}");
+    let above_half: Vec<bool> = p.iter().map(|&p| p > 0.5).collect();
+    assert_eq!(above_half, (0..20).map(|i| i >= 15).collect::<Vec<_>>(), "{p:?}");
+}
+
 #[test]
 fn model_errors_are_clear() {
     let out = qrank(&[

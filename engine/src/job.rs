@@ -193,7 +193,7 @@ impl Job {
                 let p = Some(probs[index[item.name.as_str()]]);
                 match self.options.mode {
                     Mode::TopK { .. } => item.p_top_k = p,
-                    Mode::Threshold { .. } => item.p_below_threshold = p,
+                    Mode::Threshold { .. } => item.p_dropped = p,
                     Mode::Full => {}
                 }
             }

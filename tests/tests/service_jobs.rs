@@ -106,6 +106,58 @@ async fn a_job_is_ranked_published_and_written() {
     broker.close().await;
 }
 
+/// A drop-worst job ranked by group comparisons: every photo is listed best first, the worst
+/// quarter marked dropped, each with its chance of truly being among the dropped, and the JSON
+/// copy says the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drop_worst_job_marks_the_worst_fraction_with_its_doubt() {
+    use protos::v1::Mode;
+
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "drop-worst");
+    let photos = files_in("examples/photos", &["jpg"]);
+    sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[("QRANK_MODEL__COMPARE_GROUPS", "true")]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("drop.results").await;
+
+    let drop_worst = RankJob {
+        mode: Mode::DropWorst as i32,
+        drop_worst_fraction: 0.25,
+        ..job(&sandbox, "job-drop", "drop.results")
+    };
+    broker.publish_job(&drop_worst).await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+
+    assert_eq!(result.failure, "");
+    assert_eq!(result.items.len(), photos.len(), "every photo is listed");
+    let num_dropped = (photos.len() as f64 * 0.25).round() as usize;
+    for (i, item) in result.items.iter().enumerate() {
+        assert_eq!(item.dropped, i >= photos.len() - num_dropped, "{item:?}");
+        let p = item.p_dropped.unwrap_or_else(|| panic!("no p_dropped: {item:?}"));
+        assert!((0.0..=1.0).contains(&p), "{item:?}");
+        // Every dropped image's score lies below the cut and every kept one's above it.
+        assert_eq!(p > 0.5, item.dropped, "{item:?}");
+        assert_eq!(item.p_top_k, None);
+    }
+    assert!(
+        ["budget", "stable", "settled"].contains(&result.stop_reason.as_str()),
+        "{:?}",
+        result.stop_reason
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&sandbox.get("out/result.json").await.expect("result.json written")).unwrap();
+    for (item, json_item) in result.items.iter().zip(json["items"].as_array().expect("items")) {
+        assert_eq!(json_item["dropped"], item.dropped);
+        let p = json_item["p_dropped"].as_f64().expect("a numeric p_dropped");
+        assert!((p - item.p_dropped.unwrap()).abs() <= 1e-12, "{json_item}");
+    }
+    broker.close().await;
+}
+
 /// Broken files next to good photos: the job completes, every photo is ranked, and every
 /// broken file is reported with its kind, in the message and the metrics.
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,7 @@
 
 use engine::compare::Criterion;
 use engine::job::JobOptions;
+use engine::schedule::focus::num_dropped;
 use engine::schedule::Mode;
 use lapin::BasicProperties;
 use prost::Message;
@@ -45,6 +46,8 @@ pub enum Selection {
     All,
     TopK(usize),
     AtLeast(f64),
+    /// All, with the worst fraction marked dropped.
+    DropWorst(f64),
 }
 
 /// A checked job, ready to run.
@@ -128,6 +131,15 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
         Ok(v1::Mode::TopK) => return Err("MODE_TOP_K needs top_k > 0".into()),
         Ok(v1::Mode::Threshold) if job.threshold.is_finite() => Selection::AtLeast(job.threshold),
         Ok(v1::Mode::Threshold) => return Err("MODE_THRESHOLD needs a finite threshold".into()),
+        Ok(v1::Mode::DropWorst) if job.drop_worst_fraction > 0.0 && job.drop_worst_fraction < 1.0 => {
+            Selection::DropWorst(job.drop_worst_fraction)
+        }
+        Ok(v1::Mode::DropWorst) => {
+            return Err(format!(
+                "MODE_DROP_WORST needs drop_worst_fraction strictly between 0 and 1, got {}",
+                job.drop_worst_fraction
+            ))
+        }
         Err(_) => return Err(format!("unknown mode {}", job.mode)),
     };
     let routing_key_ok = |key: &str| key.len() <= 255;
@@ -143,10 +155,11 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
         options: JobOptions {
             budget_calls_per_image: budget,
             seed: if job.seed == 0 { defaults.default_seed } else { job.seed },
-            // Top-k jobs spend their comparisons near the cut; threshold jobs rank fully and
-            // filter, since the engine's threshold is a fraction of images, not a score.
+            // Top-k and drop-worst jobs spend their comparisons near their cut; score-threshold
+            // jobs rank fully and filter, since no fraction of the images is known beforehand.
             mode: match selection {
                 Selection::TopK(k) => Mode::TopK { k },
+                Selection::DropWorst(fraction) => Mode::Threshold { fraction },
                 Selection::All | Selection::AtLeast(_) => Mode::Full,
             },
             stop_tolerance: defaults.stop_tolerance,
@@ -176,12 +189,19 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
             rank: item.rank,
             connected: item.connected,
             p_top_k: item.p_top_k,
+            dropped: false,
+            p_dropped: item.p_dropped,
         })
         .collect();
     match spec.selection {
         Selection::All => {}
         Selection::TopK(k) => items.truncate(k),
         Selection::AtLeast(threshold) => items.retain(|item| item.score >= threshold),
+        Selection::DropWorst(fraction) => {
+            // The engine's count, so that `dropped` and `p_dropped` speak of the same images.
+            let keep = items.len() - num_dropped(fraction, items.len());
+            items[keep..].iter_mut().for_each(|item| item.dropped = true);
+        }
     }
     RankResult {
         job_id: spec.job_id.clone(),
@@ -240,6 +260,8 @@ pub fn result_json(result: &RankResult) -> serde_json::Value {
             "rank": item.rank,
             "connected": item.connected,
             "p_top_k": item.p_top_k,
+            "dropped": item.dropped,
+            "p_dropped": item.p_dropped,
         })).collect::<Vec<_>>(),
         "errors": result.errors.iter().map(|e| serde_json::json!({
             "uri": e.uri,
@@ -313,6 +335,60 @@ mod tests {
             ..job
         };
         assert!(decode(&top_zero, None).unwrap_err().to_string().contains("top_k"));
+        for fraction in [0.0, 1.0, -0.1, f64::NAN] {
+            let bad_drop = RankJob {
+                mode: v1::Mode::DropWorst as i32,
+                drop_worst_fraction: fraction,
+                ..valid_job(dir.path())
+            };
+            let error = decode(&bad_drop, None).unwrap_err();
+            assert_eq!(error.label(), "invalid");
+            assert!(error.to_string().contains("drop_worst_fraction"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_drop_worst_job_spends_its_comparisons_near_its_cut_and_marks_the_dropped() {
+        use engine::rank::{RankedItem, Ranking};
+        let dir = tempfile::tempdir().unwrap();
+        let job = RankJob {
+            mode: v1::Mode::DropWorst as i32,
+            drop_worst_fraction: 0.3,
+            ..valid_job(dir.path())
+        };
+        let spec = decode(&job, None).unwrap();
+        assert_eq!(spec.options.mode, Mode::Threshold { fraction: 0.3 });
+        let item = |rank: u32| RankedItem {
+            rank,
+            name: format!("img{rank}.jpg"),
+            score: -f64::from(rank),
+            std_error: 0.5,
+            connected: true,
+            p_top_k: None,
+            p_dropped: Some(f64::from(rank) / 10.0),
+        };
+        let report = Report {
+            model: "q-future/co-instruct".into(),
+            ranking: Ranking {
+                items: (1..=5).map(item).collect(),
+                slot_bias: Vec::new(),
+                stop_reason: None,
+            },
+            errors: Vec::new(),
+            stats: Default::default(),
+        };
+        let result = ranked_result(&spec, &report, 5, 0);
+        let dropped: Vec<bool> = result.items.iter().map(|i| i.dropped).collect();
+        assert_eq!(
+            dropped,
+            [false, false, false, true, true],
+            "0.3 of 5 rounds to 2, all listed"
+        );
+        assert_eq!(result.items[4].p_dropped, Some(0.5));
+        let json = result_json(&result);
+        assert_eq!(json["items"][3]["dropped"], true);
+        assert_eq!(json["items"][2]["dropped"], false);
+        assert_eq!(json["items"][4]["p_dropped"], 0.5);
     }
 
     #[test]
@@ -332,7 +408,7 @@ mod tests {
             std_error: 0.5,
             connected: true,
             p_top_k: Some(p),
-            p_below_threshold: None,
+            p_dropped: None,
         };
         let report = Report {
             model: "q-future/co-instruct".into(),

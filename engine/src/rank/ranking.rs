@@ -19,9 +19,10 @@ pub struct RankedItem {
     /// In top-k mode: the probability that this item belongs to the best k.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_top_k: Option<f64>,
-    /// In threshold mode: the probability that this item is among the worst fraction.
+    /// In threshold mode: the probability that this item is among the worst fraction, the
+    /// images to drop.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub p_below_threshold: Option<f64>,
+    pub p_dropped: Option<f64>,
 }
 
 /// Why a comparison job stopped asking.
@@ -93,7 +94,7 @@ fn sorted(names: &[String], rows: impl Iterator<Item = (f64, f64, bool)>) -> Vec
             std_error,
             connected,
             p_top_k: None,
-            p_below_threshold: None,
+            p_dropped: None,
         })
         .collect();
     // Best first; ties are broken by name so the output is deterministic.

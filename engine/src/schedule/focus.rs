@@ -66,10 +66,7 @@ impl Mode {
         let (cut_rank, above) = match *self {
             Mode::Full => return None,
             Mode::TopK { k } => (k.min(n), true),
-            Mode::Threshold { fraction } => (
-                n - ((fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n),
-                false,
-            ),
+            Mode::Threshold { fraction } => (n - num_dropped(fraction, n), false),
         };
         let mut sorted = scores.to_vec();
         sorted.sort_by(|a, b| b.total_cmp(a));
@@ -124,6 +121,11 @@ impl Mode {
         by_worth.sort_unstable();
         by_worth
     }
+}
+
+/// How many of `n` items threshold mode's `fraction` drops: the nearest whole number.
+pub fn num_dropped(fraction: f64, n: usize) -> usize {
+    ((fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n)
 }
 
 /// The share of items a full-mode round compares. Measured on the ranking bench (N = 200 and
