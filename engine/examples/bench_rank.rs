@@ -81,12 +81,11 @@ fn topk(seeds: u64) {
     for (&n, random) in sizes.iter().zip(&random) {
         let threshold = runs(n, 2.0, true, Mode::Threshold { fraction: 0.1 });
         for (label, runs) in [("random", random), ("adaptive threshold 0.1", &threshold)] {
-            let mean = |f: fn(&Run) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
             println!(
                 "| {n} | full ranking | 2 ({:.2} used) | {label} | {:.4} | {:.3} |",
-                mean(|r| r.calls_per_image),
-                mean(|r| r.spearman),
-                mean(|r| r.bottom_precision),
+                mean(runs, |r| r.calls_per_image),
+                mean(runs, |r| r.spearman),
+                mean(runs, |r| r.bottom_precision),
             );
         }
     }
@@ -103,8 +102,13 @@ fn print_header() {
     println!("|---|---|---|---|---|---|---|---|");
 }
 
+/// The mean of `f` over the runs.
+fn mean(runs: &[Run], f: fn(&Run) -> f64) -> f64 {
+    runs.iter().map(f).sum::<f64>() / runs.len() as f64
+}
+
 fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]) {
-    let mean = |f: fn(&Run) -> f64| runs.iter().map(f).sum::<f64>() / runs.len() as f64;
+    let mean = |f: fn(&Run) -> f64| mean(runs, f);
     let spread = |f: fn(&Run) -> f64| {
         let m = mean(f);
         (runs.iter().map(|r| (f(r) - m).powi(2)).sum::<f64>() / runs.len().max(2).saturating_sub(1) as f64).sqrt()

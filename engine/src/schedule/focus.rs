@@ -96,9 +96,14 @@ impl Mode {
     /// groups so that they have neighbours to be compared with.
     pub fn active_items(&self, fit: &Fit, appearances: &[u32]) -> Vec<u32> {
         let scores = &fit.scores;
-        let Some(probs) = self.probabilities(scores, &fit.relative_std_errors) else {
-            return full_round_items(scores, &fit.std_errors, appearances);
+        let settled = match self {
+            Mode::Full => return full_round_items(scores, &fit.std_errors, appearances),
+            Mode::TopK { .. } => SETTLED,
+            Mode::Threshold { .. } => SETTLED_THRESHOLD,
         };
+        let probs = self
+            .probabilities(scores, &fit.relative_std_errors)
+            .expect("the cut modes have cut probabilities");
         // How much one more look at each item is worth: its chance of being on the wrong side,
         // discounted by how often it has been seen.
         let worth: Vec<f64> = probs
@@ -106,10 +111,6 @@ impl Mode {
             .zip(appearances)
             .map(|(&p, &seen)| p.min(1.0 - p) / f64::from(seen.max(1)).sqrt())
             .collect();
-        let settled = match self {
-            Mode::Threshold { .. } => SETTLED_THRESHOLD,
-            Mode::Full | Mode::TopK { .. } => SETTLED,
-        };
         let worth_a_look = worth.iter().filter(|&&w| w >= settled).count();
         if worth_a_look == 0 {
             return Vec::new();
