@@ -25,13 +25,23 @@ pub fn write(report: &Report, output: &OutputArgs) -> Result<()> {
     }
 }
 
-/// One header, one row per ranked image, then one row per skipped file with its reason. A
-/// top-k or drop-worst run that compared groups adds the column of its cut probability,
-/// `p_top_k` or `p_dropped`, before `error`.
+/// A column that only some runs fill: those of a mode, or of a model that compares.
+type ModeColumn = (&'static str, fn(&RankedItem) -> Option<String>);
+
+/// The mode's columns, before `error`: a top-k run that compared groups adds `p_top_k`; a
+/// drop-worst run adds `dropped`, and `p_dropped` when it compared groups.
+const MODE_COLUMNS: [ModeColumn; 3] = [
+    ("p_top_k", |item| item.p_top_k.map(|p| format!("{p:.6}"))),
+    ("dropped", |item| item.dropped.map(|d| d.to_string())),
+    ("p_dropped", |item| item.p_dropped.map(|p| format!("{p:.6}"))),
+];
+
+/// One header, one row per ranked image, then one row per skipped file with its reason.
 fn write_csv(out: &mut impl Write, ranking: &Ranking, errors: &[FileError]) -> Result<()> {
-    let mut columns: Vec<(&str, fn(&RankedItem) -> Option<f64>)> =
-        vec![("p_top_k", |item| item.p_top_k), ("p_dropped", |item| item.p_dropped)];
-    columns.retain(|(_, p)| ranking.items.iter().any(|item| p(item).is_some()));
+    let columns: Vec<&ModeColumn> = MODE_COLUMNS
+        .iter()
+        .filter(|(_, value)| ranking.items.iter().any(|item| value(item).is_some()))
+        .collect();
     let extra_names: String = columns.iter().map(|(name, _)| format!("{name},")).collect();
     writeln!(out, "rank,name,score,std_error,connected,{extra_names}error")?;
     for item in &ranking.items {
@@ -44,7 +54,7 @@ fn write_csv(out: &mut impl Write, ranking: &Ranking, errors: &[FileError]) -> R
         );
         let extra: String = columns
             .iter()
-            .map(|(_, p)| p(item).map_or_else(|| ",".to_owned(), |p| format!("{p:.6},")))
+            .map(|(_, value)| format!("{},", value(item).unwrap_or_default()))
             .collect();
         writeln!(out, "{rank},{name},{score:.6},{se:.6},{connected},{extra}")?;
     }
@@ -82,6 +92,7 @@ mod tests {
             std_error: 0.5,
             connected: true,
             p_top_k: None,
+            dropped: Some(rank == 2),
             p_dropped,
         };
         let errors = [FileError {
@@ -101,13 +112,24 @@ mod tests {
         };
         assert_eq!(
             csv(vec![item(1, Some(0.01)), item(2, Some(0.75))]),
-            "rank,name,score,std_error,connected,p_dropped,error\n\
-             1,1.jpg,-1.000000,0.500000,true,0.010000,\n\
-             2,2.jpg,-2.000000,0.500000,true,0.750000,\n\
-             ,bad.jpg,,,,,bad.jpg: corrupt\n"
+            "rank,name,score,std_error,connected,dropped,p_dropped,error\n\
+             1,1.jpg,-1.000000,0.500000,true,false,0.010000,\n\
+             2,2.jpg,-2.000000,0.500000,true,true,0.750000,\n\
+             ,bad.jpg,,,,,,bad.jpg: corrupt\n"
         );
         assert_eq!(
             csv(vec![item(1, None)]),
+            "rank,name,score,std_error,connected,dropped,error\n\
+             1,1.jpg,-1.000000,0.500000,true,false,\n\
+             ,bad.jpg,,,,,bad.jpg: corrupt\n",
+            "a model that scores each image gives no probability"
+        );
+        let full = vec![RankedItem {
+            dropped: None,
+            ..item(1, None)
+        }];
+        assert_eq!(
+            csv(full),
             "rank,name,score,std_error,connected,error\n\
              1,1.jpg,-1.000000,0.500000,true,\n\
              ,bad.jpg,,,,bad.jpg: corrupt\n"

@@ -95,10 +95,10 @@ fn rank_with_a_checkpoint_compares_groups_and_fits() {
     assert!(report["ranking"]["stop_reason"].is_string());
 }
 
-/// A drop-worst run compares near its cut and says, per image, how likely it is to belong
-/// among the dropped: a `p_dropped` column in CSV, above one half exactly for the worst quarter.
+/// A drop-worst run compares near its cut and says, per image, whether it is dropped and how
+/// likely it is to belong among the dropped: above one half exactly for the worst quarter.
 #[test]
-fn rank_drop_worst_reports_p_dropped() {
+fn rank_drop_worst_marks_the_dropped_with_p_dropped() {
     let model = tiny_checkpoint();
     let out = qrank(&[
         "rank",
@@ -115,15 +115,20 @@ fn rank_drop_worst_reports_p_dropped() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("rank,name,score,std_error,connected,p_dropped,error")
+        Some("rank,name,score,std_error,connected,dropped,p_dropped,error")
     );
-    let p: Vec<f64> = lines
-        .map(|line| line.split(',').nth(5).unwrap().parse().unwrap())
+    let rows: Vec<(bool, f64)> = lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[5].parse().unwrap(), fields[6].parse().unwrap())
+        })
         .collect();
-    assert_eq!(p.len(), 20);
-    assert!(p.iter().all(|p| (0.0..=1.0).contains(p)), "{p:?}");
-    let above_half: Vec<bool> = p.iter().map(|&p| p > 0.5).collect();
-    assert_eq!(above_half, (0..20).map(|i| i >= 15).collect::<Vec<_>>(), "{p:?}");
+    assert_eq!(rows.len(), 20);
+    for (i, &(dropped, p)) in rows.iter().enumerate() {
+        assert_eq!(dropped, i >= 15, "the worst 5 of 20: {rows:?}");
+        assert!((0.0..=1.0).contains(&p), "{rows:?}");
+        assert_eq!(p > 0.5, dropped, "{rows:?}");
+    }
 }
 
 #[test]

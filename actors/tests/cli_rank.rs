@@ -101,6 +101,21 @@ fn csv_output_has_ranked_and_skipped_rows() {
     assert!(lines[2].starts_with(",") && lines[2].ends_with("empty file"), "{csv}");
 }
 
+/// --drop-worst with a model that scores each image marks the worst fraction, with no
+/// probability since the scores are exact.
+#[test]
+fn drop_worst_marks_the_worst_fraction() {
+    let out = qrank(&["rank", "examples/photos", "--drop-worst", "0.1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("rank,name,score,std_error,connected,dropped,error"));
+    let dropped: Vec<&str> = lines.map(|line| line.split(',').nth(5).unwrap()).collect();
+    let mut expected = vec!["false"; 18];
+    expected.extend(["true"; 2]);
+    assert_eq!(dropped, expected, "{csv}");
+}
+
 /// Sub-folders are read only with --recursive.
 #[test]
 fn recursive_descends_into_sub_folders() {

@@ -18,7 +18,7 @@ use engine::compare::{GroupOutcome, Stage};
 use engine::image::Image;
 use engine::job::Job;
 use engine::rank::{ComparisonRecord, Ranking};
-use engine::schedule::Group;
+use engine::schedule::{Group, Mode};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Acker;
@@ -302,7 +302,11 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             round_finished(state).await?;
         }
         CoordinatorMsg::Ranked(ranking) => {
-            let ranking = ranking.map_err(|e| anyhow!(e))?;
+            let mut ranking = ranking.map_err(|e| anyhow!(e))?;
+            // Here rather than in the fit, so that images scored directly are marked too.
+            if let Mode::Threshold { fraction } = state.spec.options.mode {
+                ranking.mark_dropped(fraction);
+            }
             let num_images = ranking.items.len();
             let mut errors = std::mem::take(&mut state.errors);
             errors.sort_by(|a, b| a.name.cmp(&b.name));

@@ -4,7 +4,6 @@
 
 use engine::compare::Criterion;
 use engine::job::JobOptions;
-use engine::schedule::focus::num_dropped;
 use engine::schedule::Mode;
 use lapin::BasicProperties;
 use prost::Message;
@@ -46,7 +45,7 @@ pub enum Selection {
     All,
     TopK(usize),
     AtLeast(f64),
-    /// All, with the worst fraction marked dropped.
+    /// All; the ranking marks the worst fraction dropped.
     DropWorst(f64),
 }
 
@@ -189,7 +188,7 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
             rank: item.rank,
             connected: item.connected,
             p_top_k: item.p_top_k,
-            dropped: false,
+            dropped: item.dropped.unwrap_or(false),
             p_dropped: item.p_dropped,
         })
         .collect();
@@ -197,11 +196,7 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
         Selection::All => {}
         Selection::TopK(k) => items.truncate(k),
         Selection::AtLeast(threshold) => items.retain(|item| item.score >= threshold),
-        Selection::DropWorst(fraction) => {
-            // The engine's count, so that `dropped` and `p_dropped` speak of the same images.
-            let keep = items.len() - num_dropped(fraction, items.len());
-            items[keep..].iter_mut().for_each(|item| item.dropped = true);
-        }
+        Selection::DropWorst(_) => {}
     }
     RankResult {
         job_id: spec.job_id.clone(),
@@ -348,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_drop_worst_job_spends_its_comparisons_near_its_cut_and_marks_the_dropped() {
+    fn a_drop_worst_job_compares_near_its_cut_and_lists_every_image_with_its_mark() {
         use engine::rank::{RankedItem, Ranking};
         let dir = tempfile::tempdir().unwrap();
         let job = RankJob {
@@ -365,25 +360,24 @@ mod tests {
             std_error: 0.5,
             connected: true,
             p_top_k: None,
+            dropped: None,
             p_dropped: Some(f64::from(rank) / 10.0),
         };
+        let mut ranking = Ranking {
+            items: (1..=5).map(item).collect(),
+            slot_bias: Vec::new(),
+            stop_reason: None,
+        };
+        ranking.mark_dropped(0.3);
         let report = Report {
             model: "q-future/co-instruct".into(),
-            ranking: Ranking {
-                items: (1..=5).map(item).collect(),
-                slot_bias: Vec::new(),
-                stop_reason: None,
-            },
+            ranking,
             errors: Vec::new(),
             stats: Default::default(),
         };
         let result = ranked_result(&spec, &report, 5, 0);
         let dropped: Vec<bool> = result.items.iter().map(|i| i.dropped).collect();
-        assert_eq!(
-            dropped,
-            [false, false, false, true, true],
-            "0.3 of 5 rounds to 2, all listed"
-        );
+        assert_eq!(dropped, [false, false, false, true, true], "every image, with its mark");
         assert_eq!(result.items[4].p_dropped, Some(0.5));
         let json = result_json(&result);
         assert_eq!(json["items"][3]["dropped"], true);
@@ -408,6 +402,7 @@ mod tests {
             std_error: 0.5,
             connected: true,
             p_top_k: Some(p),
+            dropped: None,
             p_dropped: None,
         };
         let report = Report {

@@ -1,6 +1,7 @@
 //! The ranking a user reads: one row per item, best first.
 
 use super::fit::{Fit, SlotBias};
+use crate::schedule::focus::num_dropped;
 
 /// One item's place in the ranking.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -19,8 +20,11 @@ pub struct RankedItem {
     /// In top-k mode: the probability that this item belongs to the best k.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_top_k: Option<f64>,
-    /// In threshold mode: the probability that this item is among the worst fraction, the
-    /// images to drop.
+    /// In threshold mode: whether this item is among the worst fraction, the images to drop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<bool>,
+    /// In threshold mode, when the ranking was fitted: the probability that this item truly is
+    /// among the worst fraction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_dropped: Option<f64>,
 }
@@ -72,6 +76,15 @@ impl Ranking {
         }
     }
 
+    /// Mark the worst `fraction` of the items dropped (threshold mode), the count rounded as
+    /// the cut probabilities round it.
+    pub fn mark_dropped(&mut self, fraction: f64) {
+        let keep = self.items.len() - num_dropped(fraction, self.items.len());
+        for (i, item) in self.items.iter_mut().enumerate() {
+            item.dropped = Some(i >= keep);
+        }
+    }
+
     /// Rank by scores a comparator gave each image directly: exact, so no standard error.
     pub fn from_scores(names: &[String], scores: &[f64]) -> Self {
         let rows = scores.iter().map(|&s| (s, 0.0, true));
@@ -94,6 +107,7 @@ fn sorted(names: &[String], rows: impl Iterator<Item = (f64, f64, bool)>) -> Vec
             std_error,
             connected,
             p_top_k: None,
+            dropped: None,
             p_dropped: None,
         })
         .collect();
@@ -103,4 +117,37 @@ fn sorted(names: &[String], rows: impl Iterator<Item = (f64, f64, bool)>) -> Vec
         item.rank = i as u32 + 1;
     }
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_fraction_is_marked_dropped_rounding_to_the_nearest_count() {
+        let names: Vec<String> = (0..5).map(|i| format!("{i}.jpg")).collect();
+        let mut ranking = Ranking::from_scores(&names, &[5.0, 1.0, 4.0, 2.0, 3.0]);
+        ranking.mark_dropped(0.3);
+        let dropped: Vec<(&str, Option<bool>)> = ranking.items.iter().map(|i| (i.name.as_str(), i.dropped)).collect();
+        assert_eq!(
+            dropped,
+            [
+                ("0.jpg", Some(false)),
+                ("2.jpg", Some(false)),
+                ("4.jpg", Some(false)),
+                ("3.jpg", Some(true)),
+                ("1.jpg", Some(true)),
+            ],
+            "0.3 of 5 is 1.5, which rounds to 2"
+        );
+        let count = |fraction: f64, n: usize| {
+            let names: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            let mut ranking = Ranking::from_scores(&names, &vec![0.0; n]);
+            ranking.mark_dropped(fraction);
+            ranking.items.iter().filter(|i| i.dropped == Some(true)).count()
+        };
+        assert_eq!(count(0.1, 4), 0);
+        assert_eq!(count(0.125, 4), 1);
+        assert_eq!(count(0.99, 4), 4);
+    }
 }
