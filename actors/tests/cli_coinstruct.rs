@@ -69,19 +69,24 @@ fn compare_answers_an_open_question() {
     assert!(answer["answer"].is_string());
 }
 
-#[test]
-fn rank_with_a_checkpoint_compares_groups_and_fits() {
+/// `qrank rank examples/photos` with the tiny checkpoint at 1 call per image, and `extra`.
+fn rank_photos_with_tiny_model(extra: &[&str]) -> Output {
     let model = tiny_checkpoint();
-    let report = ok_json(&qrank(&[
+    let mut args = vec![
         "rank",
         "examples/photos",
         "--model",
         model.path().to_str().unwrap(),
         "--budget",
         "1",
-        "--format",
-        "json",
-    ]));
+    ];
+    args.extend_from_slice(extra);
+    qrank(&args)
+}
+
+#[test]
+fn rank_with_a_checkpoint_compares_groups_and_fits() {
+    let report = ok_json(&rank_photos_with_tiny_model(&["--format", "json"]));
     let items = report["ranking"]["items"].as_array().unwrap();
     assert_eq!(items.len(), 20);
     assert!(
@@ -99,17 +104,7 @@ fn rank_with_a_checkpoint_compares_groups_and_fits() {
 /// likely it is to belong among the dropped: above one half exactly for the worst quarter.
 #[test]
 fn rank_drop_worst_marks_the_dropped_with_p_dropped() {
-    let model = tiny_checkpoint();
-    let out = qrank(&[
-        "rank",
-        "examples/photos",
-        "--model",
-        model.path().to_str().unwrap(),
-        "--budget",
-        "1",
-        "--drop-worst",
-        "0.25",
-    ]);
+    let out = rank_photos_with_tiny_model(&["--drop-worst", "0.25"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = String::from_utf8(out.stdout).unwrap();
     let mut lines = csv.lines();

@@ -342,6 +342,30 @@ mod tests {
         }
     }
 
+    /// A ranked image with no cut probability or mark: `score = -rank`.
+    fn ranked(rank: u32) -> engine::rank::RankedItem {
+        engine::rank::RankedItem {
+            rank,
+            name: format!("img{rank}.jpg"),
+            score: -f64::from(rank),
+            std_error: 0.5,
+            connected: true,
+            p_top_k: None,
+            dropped: None,
+            p_dropped: None,
+        }
+    }
+
+    /// A report of a comparison model's ranking.
+    fn report_of(ranking: engine::rank::Ranking) -> Report {
+        Report {
+            model: "q-future/co-instruct".into(),
+            ranking,
+            errors: Vec::new(),
+            stats: Default::default(),
+        }
+    }
+
     #[test]
     fn a_drop_worst_job_compares_near_its_cut_and_lists_every_image_with_its_mark() {
         use engine::rank::{RankedItem, Ranking};
@@ -354,14 +378,8 @@ mod tests {
         let spec = decode(&job, None).unwrap();
         assert_eq!(spec.options.mode, Mode::Threshold { fraction: 0.3 });
         let item = |rank: u32| RankedItem {
-            rank,
-            name: format!("img{rank}.jpg"),
-            score: -f64::from(rank),
-            std_error: 0.5,
-            connected: true,
-            p_top_k: None,
-            dropped: None,
             p_dropped: Some(f64::from(rank) / 10.0),
+            ..ranked(rank)
         };
         let mut ranking = Ranking {
             items: (1..=5).map(item).collect(),
@@ -369,13 +387,7 @@ mod tests {
             stop_reason: None,
         };
         ranking.mark_dropped(0.3);
-        let report = Report {
-            model: "q-future/co-instruct".into(),
-            ranking,
-            errors: Vec::new(),
-            stats: Default::default(),
-        };
-        let result = ranked_result(&spec, &report, 5, 0);
+        let result = ranked_result(&spec, &report_of(ranking), 5, 0);
         let dropped: Vec<bool> = result.items.iter().map(|i| i.dropped).collect();
         assert_eq!(dropped, [false, false, false, true, true], "every image, with its mark");
         assert_eq!(result.items[4].p_dropped, Some(0.5));
@@ -396,25 +408,14 @@ mod tests {
         };
         let spec = decode(&job, None).unwrap();
         let item = |rank: u32, p: f64| RankedItem {
-            rank,
-            name: format!("img{rank}.jpg"),
-            score: -f64::from(rank),
-            std_error: 0.5,
-            connected: true,
             p_top_k: Some(p),
-            dropped: None,
-            p_dropped: None,
+            ..ranked(rank)
         };
-        let report = Report {
-            model: "q-future/co-instruct".into(),
-            ranking: Ranking {
-                items: vec![item(1, 0.99), item(2, 0.7), item(3, 0.3)],
-                slot_bias: Vec::new(),
-                stop_reason: Some(StopReason::Settled),
-            },
-            errors: Vec::new(),
-            stats: Default::default(),
-        };
+        let report = report_of(Ranking {
+            items: vec![item(1, 0.99), item(2, 0.7), item(3, 0.3)],
+            slot_bias: Vec::new(),
+            stop_reason: Some(StopReason::Settled),
+        });
         let result = ranked_result(&spec, &report, 3, 0);
         assert_eq!(result.stop_reason, "settled");
         let p: Vec<Option<f64>> = result.items.iter().map(|i| i.p_top_k).collect();
@@ -424,17 +425,11 @@ mod tests {
         assert_eq!(json["items"][1]["p_top_k"], 0.7);
 
         // A job scored directly has neither.
-        let direct = Report {
-            ranking: Ranking {
-                items: vec![RankedItem {
-                    p_top_k: None,
-                    ..item(1, 0.0)
-                }],
-                slot_bias: Vec::new(),
-                stop_reason: None,
-            },
-            ..report
-        };
+        let direct = report_of(Ranking {
+            items: vec![ranked(1)],
+            slot_bias: Vec::new(),
+            stop_reason: None,
+        });
         let result = ranked_result(&spec, &direct, 0, 0);
         assert_eq!(result.stop_reason, "");
         assert_eq!(result.items[0].p_top_k, None);
