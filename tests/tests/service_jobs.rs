@@ -107,8 +107,8 @@ async fn a_job_is_ranked_published_and_written() {
 }
 
 /// A drop-worst job ranked by group comparisons: every photo is listed best first, the worst
-/// quarter marked dropped, each with its chance of truly being among the dropped, and the JSON
-/// copy says the same.
+/// quarter marked dropped, each with its chance of truly being among the dropped; the JSON
+/// copy says the same, and the metrics count the job under its stop reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drop_worst_job_marks_the_worst_fraction_with_its_doubt() {
     use protos::v1::Mode;
@@ -147,6 +147,8 @@ async fn a_drop_worst_job_marks_the_worst_fraction_with_its_doubt() {
         "{:?}",
         result.stop_reason
     );
+    let stopped = format!("qrank_job_stopped_total{{reason=\"{}\"}}", result.stop_reason);
+    assert_eq!(service.metrics().await.value(&stopped), 1.0, "{stopped}");
 
     let json: serde_json::Value =
         serde_json::from_slice(&sandbox.get("out/result.json").await.expect("result.json written")).unwrap();

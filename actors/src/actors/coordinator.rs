@@ -303,6 +303,14 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
         }
         CoordinatorMsg::Ranked(ranking) => {
             let mut ranking = ranking.map_err(|e| anyhow!(e))?;
+            if let Some(reason) = ranking.stop_reason {
+                state
+                    .ctx
+                    .metrics
+                    .jobs_stopped
+                    .with_label_values(&[reason.label()])
+                    .inc();
+            }
             // Here rather than in the fit, so that images scored directly are marked too.
             if let Mode::Threshold { fraction } = state.spec.options.mode {
                 ranking.mark_dropped(fraction);

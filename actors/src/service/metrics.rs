@@ -23,6 +23,9 @@ pub struct Metrics {
     pub jobs_dead_lettered: IntCounterVec,
     pub jobs_in_flight: IntGauge,
     pub job_duration: Histogram,
+    /// Comparison jobs, by what stopped their comparisons (`reason`): budget, stable or
+    /// settled. Mostly `budget` means the budget binds; `settled` jobs saved calls.
+    pub jobs_stopped: IntCounterVec,
     /// Time from the job message's `timestamp` property to its arrival here.
     pub job_queue_wait: Histogram,
     pub images_loaded: IntCounter,
@@ -91,6 +94,11 @@ impl Metrics {
             )?,
             jobs_in_flight: gauge("qrank_job_in_flight", "Jobs being worked on")?,
             job_duration: seconds("qrank_job_duration_seconds", "Time from taking a job to acking it")?,
+            jobs_stopped: counter_vec(
+                "qrank_job_stopped_total",
+                "Comparison jobs, by what stopped their comparisons",
+                "reason",
+            )?,
             job_queue_wait: seconds("qrank_job_queue_wait_seconds", "Time a job waited in the queue")?,
             images_loaded: counter("qrank_image_loaded_total", "Images fetched and decoded")?,
             image_errors: counter_vec(
@@ -151,5 +159,43 @@ mod tests {
             text.contains("qrank_job_completed_total{outcome=\"ranked\"} 1"),
             "{text}"
         );
+    }
+
+    /// The chart's README lists every metric, so that an SRE reading it sees all there is.
+    #[test]
+    fn every_metric_is_in_the_chart_readme() {
+        let metrics = Metrics::new().unwrap();
+        // A labelled metric is exported only once it has a series.
+        for vec in [
+            &metrics.jobs_completed,
+            &metrics.jobs_dead_lettered,
+            &metrics.jobs_stopped,
+            &metrics.image_errors,
+            &metrics.inference_calls,
+            &metrics.amqp_published,
+            &metrics.actor_restarts,
+        ] {
+            vec.with_label_values(&["x"]).inc();
+        }
+        metrics.inference_call.with_label_values(&["x"]).observe(1.0);
+        let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/qrank/README.md");
+        let readme = std::fs::read_to_string(readme_path).unwrap();
+        let text = metrics.render();
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(|l| l.split_whitespace().nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            names.len(),
+            21,
+            "a new metric? list it in helm/qrank/README.tmpl.md, and above if it has labels: {names:?}"
+        );
+        for name in names {
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} is not in the chart README"
+            );
+        }
     }
 }
