@@ -100,14 +100,7 @@ pub fn brisque_score(rgb: &RgbImage) -> f64 {
 
 /// [`brisque_score`], with images the metric cannot judge reported as errors.
 pub(crate) fn try_brisque_score(rgb: &RgbImage) -> Result<f64, ClassicalError> {
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    if w < MIN_SIDE || h < MIN_SIDE {
-        return Err(ClassicalError::TooSmall {
-            width: w,
-            height: h,
-            min_side: MIN_SIDE,
-        });
-    }
+    ClassicalError::check_size(rgb, MIN_SIDE)?;
     let score = Svr::live().predict(&brisque_features(rgb));
     if score.is_finite() {
         Ok(score)

@@ -40,6 +40,21 @@ pub(crate) enum ClassicalError {
     Undefined,
 }
 
+impl ClassicalError {
+    /// `Err(TooSmall)` unless both sides of `rgb` are at least `min_side` pixels.
+    fn check_size(rgb: &image::RgbImage, min_side: usize) -> Result<(), ClassicalError> {
+        let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+        if width < min_side || height < min_side {
+            return Err(ClassicalError::TooSmall {
+                width,
+                height,
+                min_side,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Negate a raw "lower is better" metric, or name the image it failed on.
 fn quality(image: &Image, raw: Result<f64, ClassicalError>) -> Result<f64, CompareError> {
     raw.map(|v| -v).map_err(|e| CompareError::Image {

@@ -128,14 +128,7 @@ pub fn niqe_score(rgb: &RgbImage) -> f64 {
 
 /// [`niqe_score`], with images the metric cannot judge reported as errors.
 pub(crate) fn try_niqe_score(rgb: &RgbImage) -> Result<f64, ClassicalError> {
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    if w < MIN_SIDE || h < MIN_SIDE {
-        return Err(ClassicalError::TooSmall {
-            width: w,
-            height: h,
-            min_side: MIN_SIDE,
-        });
-    }
+    ClassicalError::check_size(rgb, MIN_SIDE)?;
     let feats = niqe_features(rgb);
     let n = feats.len() as f64;
     let mu: Vec<f64> = (0..NUM_FEATURES)
@@ -156,5 +149,29 @@ pub(crate) fn try_niqe_score(rgb: &RgbImage) -> Result<f64, ClassicalError> {
         Ok(score)
     } else {
         Err(ClassicalError::Undefined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_under_the_minimum_side_are_refused_with_their_size() {
+        let narrow = RgbImage::new(MIN_SIDE as u32 - 1, 400);
+        let error = try_niqe_score(&narrow).unwrap_err();
+        assert!(matches!(
+            error,
+            ClassicalError::TooSmall {
+                width: 193,
+                height: 400,
+                min_side: 194
+            }
+        ));
+        assert_eq!(
+            error.to_string(),
+            "image is 193x400, but this metric needs at least 194 pixels on each side"
+        );
+        assert!(niqe_score(&narrow).is_nan());
     }
 }
