@@ -109,6 +109,7 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
     {
         return Err(format!("key {key:?} must be a relative path without `..`"));
     }
+    check_no_stray_mode_field(&job)?;
     let criterion = match v1::Criterion::try_from(job.criterion) {
         Ok(v1::Criterion::Overall) => Criterion::Overall,
         Ok(v1::Criterion::Sharpness) => Criterion::Sharpness,
@@ -173,6 +174,31 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
         },
         progress_routing_key: (!job.progress_routing_key.is_empty()).then_some(job.progress_routing_key),
     })
+}
+
+/// A field of another mode than the job's is a client's mistake, most likely a forgotten
+/// `mode`: ignoring it would run, say, a full ranking at full cost where the best 10 were meant.
+fn check_no_stray_mode_field(job: &RankJob) -> Result<(), String> {
+    let Ok(job_mode) = v1::Mode::try_from(job.mode) else {
+        return Ok(()); // an unknown mode is reported where the mode is read
+    };
+    let fields = [
+        ("top_k", job.top_k != 0, v1::Mode::TopK),
+        ("threshold", job.threshold != 0.0, v1::Mode::Threshold),
+        (
+            "drop_worst_fraction",
+            job.drop_worst_fraction != 0.0,
+            v1::Mode::DropWorst,
+        ),
+    ];
+    match fields.into_iter().find(|&(_, set, mode)| set && mode != job_mode) {
+        Some((field, _, mode)) => Err(format!(
+            "{field} is set, but it belongs to {} and the job's mode is {}",
+            mode.as_str_name(),
+            job_mode.as_str_name()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The result of a finished job.
@@ -330,6 +356,26 @@ mod tests {
             ..job
         };
         assert!(decode(&top_zero, None).unwrap_err().to_string().contains("top_k"));
+        let forgotten_mode = RankJob {
+            top_k: 10,
+            ..valid_job(dir.path())
+        };
+        let error = decode(&forgotten_mode, None).unwrap_err();
+        assert_eq!(error.label(), "invalid");
+        assert_eq!(
+            error.to_string(),
+            "invalid RankJob: top_k is set, but it belongs to MODE_TOP_K and the job's mode is MODE_FULL"
+        );
+        let crossed = RankJob {
+            mode: v1::Mode::TopK as i32,
+            top_k: 10,
+            drop_worst_fraction: 0.1,
+            ..valid_job(dir.path())
+        };
+        assert!(decode(&crossed, None)
+            .unwrap_err()
+            .to_string()
+            .contains("drop_worst_fraction is set"));
         for fraction in [0.0, 1.0, -0.1, f64::NAN] {
             let bad_drop = RankJob {
                 mode: v1::Mode::DropWorst as i32,
