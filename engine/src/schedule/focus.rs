@@ -31,39 +31,23 @@ pub enum Mode {
     },
 }
 
-/// When a cut mode settles an item: it stays in play while its chance of being on the wrong
-/// side of the cut is at least `settled * n^power`, where `n` is how many groups it has been in.
-#[derive(Debug, Clone, Copy)]
-struct SettleRule {
-    power: f64,
-    settled: f64,
-}
-
-/// Top-k mode's rule.
+/// In top-k mode, an item stays in play while its chance of being on the wrong side of the cut
+/// is at least `SETTLED * sqrt(n)`, where `n` is how many groups it has been in.
 ///
-/// Why a power of `n`: one more look at an item seen `n` times moves its score by about
+/// Why the `sqrt(n)`: one more look at an item seen `n` times moves its score by about
 /// `1 / sqrt(n)` of its standard error, so at a given doubt the look is worth less the more the
 /// item has been seen. A flat threshold spent the budget on a few items straddling the cut (80
 /// and more appearances each at N = 2,000, against 8 on average) while items that came last in
 /// their one or two groups were settled low, and those made most of the misses. Measured on the
 /// ranking bench (top-10% precision at 2 calls per image, N = 200 over 200 seeds / N = 2,000
-/// over 40 / N = 20,000 over 2): the flat threshold 0.05 gave 0.883 / 0.897 / 0.897; power 1/2
-/// with 0.02 gave 0.885 / 0.908 / 0.904; a power of 1 settles too soon (1.46 of the 2 calls
-/// spent, 0.883 at N = 2,000).
-///
-/// Why 0.65 and 0.015: at N = 200 over seeds 401 to 1,400, power 1/2 with 0.02 gives 0.8896,
-/// 0.65 with 0.02 gives 0.8975 and 0.65 with 0.015 gives 0.8956; at N = 2,000 (40 seeds) the
-/// same three give 0.908, 0.901 (settled after 1.82 of the 2 calls) and 0.913. At N = 200 over
-/// seeds 1 to 200 the powers 0.35 / 0.5 / 0.6 / 0.65 / 0.7 / 0.75 gave 0.876 / 0.885 / 0.889 /
-/// 0.894 / 0.894 / 0.888 at 0.02; 200-seed differences under 0.01 are noise.
-const TOP_K_RULE: SettleRule = SettleRule {
-    power: 0.65,
-    settled: 0.015,
-};
+/// over 40 / N = 20,000 over 2): the flat threshold 0.05 gave 0.883 / 0.897 / 0.897; this
+/// rule with 0.02 gives 0.885 / 0.908 / 0.904. At N = 2,000, a first version that used the
+/// rule only to size the round gave 0.898 / 0.907 / 0.901 at 0.015 / 0.02 / 0.025; a power of
+/// 1 rather than 1/2 settles too soon (1.46 of the 2 calls spent, 0.883).
+const SETTLED: f64 = 0.02;
 
-/// Threshold mode's rule: power 1/2, and 0.015 rather than the 0.02 that top-k mode had with
-/// that power, because here the chance of being on the wrong side is not pessimistic, as it is
-/// in top-k mode. At N = 2,000 (8 seeds), the items whose chance fell
+/// Threshold mode's [`SETTLED`]: lower, because there the chance of being on the wrong side is
+/// not pessimistic, as it is in top-k mode. At N = 2,000 (8 seeds), the items whose chance fell
 /// below 0.02 had chances summing to 138 in top-k mode, of which 87 in fact were in the top k,
 /// and to 136 in threshold mode, of which 121 in fact were below the cut. A likely reason, not
 /// verified: Plackett-Luce answers are not symmetric between the two ends, since each stage
@@ -71,11 +55,9 @@ const TOP_K_RULE: SettleRule = SettleRule {
 /// seeds: 0.8905 / 0.8923 / 0.9004 / 0.8991 / 0.8916 at 0.02 / 0.0175 / 0.015 / 0.0125 / 0.01;
 /// N = 200 over 200 seeds: 0.8847 at 0.02, 0.8810 at 0.015; N = 20,000 over 3: 0.889 at 0.02,
 /// 0.897 at 0.015. With more items kept in play the rounds are larger, too: at N = 20,000, 111
-/// rounds instead of 1,130. Top-k mode's power 0.65 gave 0.878 at N = 200 (200 seeds) here.
-const THRESHOLD_RULE: SettleRule = SettleRule {
-    power: 0.5,
-    settled: 0.015,
-};
+/// rounds instead of 1,130. In top-k mode 0.015 changes nothing at N = 2,000 (0.9075 against
+/// 0.9076) and loses at N = 200 (0.8803 against 0.8853).
+const SETTLED_THRESHOLD: f64 = 0.015;
 
 impl Mode {
     /// For each item, P(in the top k) or P(below the threshold); `None` in full mode.
@@ -110,14 +92,14 @@ impl Mode {
 
     /// The items worth comparing in the next round, given the fit and how many groups each item
     /// has been shown in. In full mode, the items with the most to gain ([`full_round_items`]);
-    /// otherwise those whose next look is worth most (see [`TOP_K_RULE`]), widened to at least two
+    /// otherwise those whose next look is worth most (see [`SETTLED`]), widened to at least two
     /// groups so that they have neighbours to be compared with.
     pub fn active_items(&self, fit: &Fit, appearances: &[u32]) -> Vec<u32> {
         let scores = &fit.scores;
-        let rule = match self {
+        let settled = match self {
             Mode::Full => return full_round_items(scores, &fit.std_errors, appearances),
-            Mode::TopK { .. } => TOP_K_RULE,
-            Mode::Threshold { .. } => THRESHOLD_RULE,
+            Mode::TopK { .. } => SETTLED,
+            Mode::Threshold { .. } => SETTLED_THRESHOLD,
         };
         let probs = self
             .probabilities(scores, &fit.relative_std_errors)
@@ -127,9 +109,9 @@ impl Mode {
         let worth: Vec<f64> = probs
             .iter()
             .zip(appearances)
-            .map(|(&p, &seen)| p.min(1.0 - p) / f64::from(seen.max(1)).powf(rule.power))
+            .map(|(&p, &seen)| p.min(1.0 - p) / f64::from(seen.max(1)).sqrt())
             .collect();
-        let worth_a_look = worth.iter().filter(|&&w| w >= rule.settled).count();
+        let worth_a_look = worth.iter().filter(|&&w| w >= settled).count();
         if worth_a_look == 0 {
             return Vec::new();
         }
@@ -267,18 +249,17 @@ mod tests {
     }
 
     #[test]
-    fn threshold_mode_keeps_looking_at_well_seen_doubts_that_top_k_mode_settles() {
-        // Item 39, seen 100 times, is on the wrong side of the cut with a chance of 0.2 (z =
-        // -0.8416): worth 0.2 / 100^0.65 = 0.010 in top-k mode, under its 0.015, and 0.2 / 10
-        // = 0.02 in threshold mode. Every other item has been seen so often that no look at it
-        // is worth it. Threshold mode sees the mirror image.
+    fn threshold_mode_keeps_looking_at_doubts_that_top_k_mode_settles() {
+        // Item 39, seen once, is on the wrong side of the cut with a chance of 0.0175 (z =
+        // -2.108), between the two modes' thresholds; every other item has been seen so often
+        // that no look at it is worth it. Threshold mode sees the mirror image.
         let mut scores: Vec<f64> = (0..40).map(|i| -0.05 * i as f64).collect();
         let cut = (scores[4] + scores[5]) / 2.0;
-        scores[39] = cut - 0.8416;
+        scores[39] = cut - 2.108;
         let mut se = vec![0.5; 40];
         se[39] = 1.0;
         let mut seen = vec![10_000; 40];
-        seen[39] = 100;
+        seen[39] = 1;
         let top_k = Mode::TopK { k: 5 }.active_items(&fit_of(&scores, &se), &seen);
         assert!(top_k.is_empty(), "{top_k:?}");
         let mirrored: Vec<f64> = scores.iter().map(|s| -s).collect();
