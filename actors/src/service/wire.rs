@@ -219,10 +219,9 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
         })
         .collect();
     match spec.selection {
-        Selection::All => {}
+        Selection::All | Selection::DropWorst(_) => {}
         Selection::TopK(k) => items.truncate(k),
         Selection::AtLeast(threshold) => items.retain(|item| item.score >= threshold),
-        Selection::DropWorst(_) => {}
     }
     RankResult {
         job_id: spec.job_id.clone(),
