@@ -141,7 +141,8 @@ impl Job {
             self.stopped = Some(StopReason::Settled);
             return Vec::new();
         }
-        self.planner.adaptive_round(&fitted.scores, &fitted.std_errors, &active)
+        self.planner
+            .adaptive_round(&fitted.scores, &fitted.own_std_errors, &active)
     }
 
     /// Normalised ranks (full mode) or cut probabilities (top-k, threshold) of a fit.

@@ -179,6 +179,12 @@ fn soft_pairs_fit_their_log_odds() {
         "{}",
         fitted.std_errors[0]
     );
+    // With the other score known, all of the difference's uncertainty is the item's own.
+    assert!(
+        (fitted.own_std_errors[0] - se_diff).abs() < 1e-6,
+        "{}",
+        fitted.own_std_errors[0]
+    );
 }
 
 /// Bad outcomes are refused with a reason, never silently recorded.

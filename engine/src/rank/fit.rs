@@ -113,6 +113,11 @@ pub struct Fit {
     /// the order. It leaves out the uncertainty of the overall level, which every item shares
     /// (see [`super::curvature`]). Equal to `std_errors` above [`super::EXACT_MAX_ITEMS`] items.
     pub relative_std_errors: Vec<f64>,
+    /// The error each item's own comparisons leave, as if every other score were known:
+    /// `1 / sqrt(H_ii)` (see [`super::curvature`]). It is what one more comparison of the item
+    /// improves, and it is computed the same way at every N, so the scheduler plans with it.
+    /// Equal to `std_errors` above [`super::EXACT_MAX_ITEMS`] items, and smaller below.
+    pub own_std_errors: Vec<f64>,
     /// False for items outside the largest connected part of the comparison graph: their place
     /// relative to the rest comes from the prior alone.
     pub connected: Vec<bool>,
@@ -170,12 +175,12 @@ fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
         .pass
         .run(obs, &problem.index, &strength, &beta.map(f64::exp), wanted);
     let log_likelihood = problem.linear_term(&theta, &beta) - problem.pass.log_totals;
+    let own = diagonal_standard_errors(&strength, &problem.pass, problem.lambda);
     let errors = exact_standard_errors(obs, &theta, &beta, problem.lambda).unwrap_or_else(|| {
-        // The diagonal approximation has no shared level in it: both errors are the same.
-        let diagonal = diagonal_standard_errors(&strength, &problem.pass, problem.lambda);
+        // The diagonal approximation has no shared level in it: all three errors are the same.
         StandardErrors {
-            relative: diagonal.clone(),
-            absolute: diagonal,
+            relative: own.clone(),
+            absolute: own.clone(),
         }
     });
     Fit {
@@ -189,6 +194,7 @@ fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
         scores: theta,
         std_errors: errors.absolute,
         relative_std_errors: errors.relative,
+        own_std_errors: own,
         iterations,
         converged,
     }

@@ -2,11 +2,11 @@
 //! uncertain, so that each answer separates items the ranking cannot yet tell apart.
 //!
 //! Each round draws a plausible score for every active item from its posterior,
-//! `N(score, std_error^2)`, sorts by the draws and cuts the order into consecutive groups (a
-//! Swiss-style pairing with Thompson sampling). Items with a large standard error move around
-//! from round to round and meet many neighbours; items already pinned down meet the ones next to
-//! them. Because the draws change every round, groups overlap across rounds and the comparison
-//! graph stays connected.
+//! `N(score, own_std_error^2)` ([`crate::rank::Fit::own_std_errors`]), sorts by the draws and
+//! cuts the order into consecutive groups (a Swiss-style pairing with Thompson sampling). Items
+//! with a large standard error move around from round to round and meet many neighbours; items
+//! already pinned down meet the ones next to them. Because the draws change every round, groups
+//! overlap across rounds and the comparison graph stays connected.
 
 use rand::Rng;
 
