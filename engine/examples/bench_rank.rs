@@ -5,13 +5,14 @@
 //! bench_rank table [SEEDS] [DUMP_DIR]   the full table; DUMP_DIR gets the random-schedule data
 //!                                       (seed 1, N <= 2000) in reference form for choix
 //! bench_rank topk [SEEDS]               top-10% precision at 2 calls per image, the worst-10%
-//!                                       precision of threshold mode, and the 2.5-call target
+//!                                       precision of threshold mode, how well their reported
+//!                                       probabilities are calibrated, and the 2.5-call target
 //! ```
 //! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
 
 use engine::job::{Job, JobOptions};
-use engine::rank::FitOptions;
-use engine::schedule::Mode;
+use engine::rank::{FitOptions, Ranking};
+use engine::schedule::{focus::num_dropped, Mode};
 use engine::simulate::{Answer, Simulator};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -26,6 +27,9 @@ struct Run {
     bottom_precision: f64,
     bias_error: f64,
     calls_per_image: f64,
+    /// In top-k and threshold mode: each item's reported P(in the top k) or P(dropped), and
+    /// whether it truly is.
+    reported: Vec<(f64, bool)>,
 }
 
 fn main() {
@@ -69,18 +73,24 @@ fn topk(seeds: u64) {
     let sizes = [200usize, 2_000, 20_000];
     let random: Vec<Vec<Run>> = sizes.iter().map(|&n| runs(n, 2.0, false, Mode::Full)).collect();
     print_header();
-    for (&n, random) in sizes.iter().zip(&random) {
-        let top_k = runs(n, 2.0, true, Mode::TopK { k: n / 10 });
+    let top_k: Vec<Vec<Run>> = sizes
+        .iter()
+        .map(|&n| runs(n, 2.0, true, Mode::TopK { k: n / 10 }))
+        .collect();
+    for ((&n, random), top_k) in sizes.iter().zip(&random).zip(&top_k) {
         print_row(n, Answer::FullRanking, 2.0, "random", random);
-        print_row(n, Answer::FullRanking, 2.0, "adaptive top-k", &top_k);
+        print_row(n, Answer::FullRanking, 2.0, "adaptive top-k", top_k);
     }
     // A curator dropping the worst 10%: how many of the dropped truly are among the worst 10%.
     println!();
     println!("| N | answer | calls/image | schedule | Spearman | worst-10% precision |");
     println!("|---|---|---|---|---|---|");
-    for (&n, random) in sizes.iter().zip(&random) {
-        let threshold = runs(n, 2.0, true, Mode::Threshold { fraction: 0.1 });
-        for (label, runs) in [("random", random), ("adaptive threshold 0.1", &threshold)] {
+    let thresholds: Vec<Vec<Run>> = sizes
+        .iter()
+        .map(|&n| runs(n, 2.0, true, Mode::Threshold { fraction: 0.1 }))
+        .collect();
+    for ((&n, random), threshold) in sizes.iter().zip(&random).zip(&thresholds) {
+        for (label, runs) in [("random", random), ("adaptive threshold 0.1", threshold)] {
             println!(
                 "| {n} | full ranking | 2 ({:.2} used) | {label} | {:.4} | {:.3} |",
                 mean(runs, |r| r.calls_per_image),
@@ -89,12 +99,62 @@ fn topk(seeds: u64) {
             );
         }
     }
+    println!();
+    print_calibration(2_000, &top_k[1], &thresholds[1]);
     // The headline target: full rankings at 2.5 calls per image.
     println!();
     print_header();
     for n in sizes {
         print_row(n, Answer::FullRanking, 2.5, "adaptive", &runs(n, 2.5, true, Mode::Full));
     }
+}
+
+/// How far the reported probabilities can be trusted: items pooled over the seeds by the
+/// probability reported at the end of the job, against the share that truly is in the top k (or
+/// among the worst 10%, for threshold mode).
+fn print_calibration(n: usize, top_k: &[Run], threshold: &[Run]) {
+    const EDGES: [f64; 9] = [0.0, 0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98, 1.0];
+    let bucket = |runs: &[Run], lo: f64, hi: f64| {
+        let inside: Vec<(f64, bool)> = runs
+            .iter()
+            .flat_map(|r| r.reported.iter().copied())
+            .filter(|&(p, _)| p >= lo && (p < hi || hi == 1.0))
+            .collect();
+        let count = inside.len().max(1) as f64;
+        let mean_p = inside.iter().map(|&(p, _)| p).sum::<f64>() / count;
+        let truly = inside.iter().filter(|&&(_, t)| t).count() as f64 / count;
+        format!("{} | {mean_p:.3} | {truly:.3}", inside.len())
+    };
+    println!("Calibration at N = {n}, 2 calls per image:");
+    println!();
+    println!("| reported P | top-k: items | mean P(in top k) | truly in top k | threshold: items | mean P(dropped) | truly among worst 10% |");
+    println!("|---|---|---|---|---|---|---|");
+    for w in EDGES.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        println!(
+            "| {lo:.2}-{hi:.2} | {} | {} |",
+            bucket(top_k, lo, hi),
+            bucket(threshold, lo, hi)
+        );
+    }
+}
+
+/// Each item's reported cut probability and whether the truth puts it on that side of the cut.
+fn reported_probabilities(ranking: &Ranking, mode: Mode, truth: &[f64]) -> Vec<(f64, bool)> {
+    let n = truth.len();
+    let true_rank = ranks(truth);
+    let rank_of = |name: &str| true_rank[name.parse::<usize>().expect("items are named by index")];
+    ranking
+        .items
+        .iter()
+        .filter_map(|item| match mode {
+            Mode::TopK { k } => Some((item.p_top_k?, rank_of(&item.name) < k)),
+            Mode::Threshold { fraction } => {
+                Some((item.p_dropped?, rank_of(&item.name) >= n - num_dropped(fraction, n)))
+            }
+            Mode::Full => None,
+        })
+        .collect()
 }
 
 fn print_header() {
@@ -187,6 +247,10 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
         bottom_precision: top_precision(&negated(&fitted.scores), &negated(&truth), n / 10),
         bias_error,
         calls_per_image: job.calls_planned() as f64 / n as f64,
+        reported: match mode {
+            Mode::Full => Vec::new(),
+            _ => reported_probabilities(&job.ranking(), mode, &truth),
+        },
     }
 }
 
