@@ -101,6 +101,9 @@ impl ModelArgs {
 pub enum Format {
     Csv,
     Json,
+    /// A page to open in a browser: each image beside its rank and score (images from a local
+    /// folder are shown, linked from their files).
+    Html,
 }
 
 #[derive(Debug, Args)]

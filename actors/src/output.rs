@@ -1,5 +1,7 @@
-//! Writing a ranking as CSV or JSON. Both list every ranked image and every skipped file, so a
-//! user reading either sees everything that happened to their images.
+//! Writing a ranking as CSV, JSON or an HTML page. Each lists every ranked image and every
+//! skipped file, so a user reading any of them sees everything that happened to their images.
+
+mod html;
 
 use std::io::Write;
 
@@ -18,6 +20,7 @@ pub fn write(report: &Report, output: &OutputArgs) -> Result<()> {
             text.push(b'\n');
         }
         Format::Csv => write_csv(&mut text, &report.ranking, &report.errors)?,
+        Format::Html => text = html::render(report).into_bytes(),
     }
     match &output.out {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display())),

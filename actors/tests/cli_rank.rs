@@ -101,6 +101,47 @@ fn csv_output_has_ranked_and_skipped_rows() {
     assert!(lines[2].starts_with(",") && lines[2].ends_with("empty file"), "{csv}");
 }
 
+/// `--format html`: a page that lists every photo best first, each shown from its own file.
+#[test]
+fn html_report_shows_every_photo_in_rank_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_path = dir.path().join("report.html");
+    let out = qrank(&[
+        "rank",
+        "examples/photos",
+        "--format",
+        "html",
+        "--out",
+        page_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    let report = json(&qrank(&["rank", "examples/photos", "--format", "json"]));
+    let names: Vec<&str> = report["ranking"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 20);
+    let rows: Vec<&str> = page.split("<tr><td class=\"num\">").skip(1).collect();
+    assert_eq!(rows.len(), names.len(), "{page}");
+    for (rank, (row, name)) in rows.iter().zip(&names).enumerate() {
+        assert!(row.starts_with(&format!("{}</td>", rank + 1)), "{row}");
+        assert!(
+            row.contains(&format!("<td>{name}</td>")),
+            "row {} is not {name}: {row}",
+            rank + 1
+        );
+        let src = row.split("<img src=\"").nth(1).and_then(|s| s.split('"').next());
+        let path = url::Url::parse(src.expect("every local photo is shown"))
+            .unwrap()
+            .to_file_path()
+            .unwrap();
+        assert_eq!(path, repo().join(name).canonicalize().unwrap());
+    }
+}
+
 /// --drop-worst with a model that scores each image marks the worst fraction, with no
 /// probability since the scores are exact.
 #[test]
