@@ -13,8 +13,7 @@
 use engine::job::{Job, JobOptions};
 use engine::rank::{FitOptions, Ranking};
 use engine::schedule::{focus::num_dropped, Mode};
-use engine::simulate::{Answer, Simulator};
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use engine::simulate::{normal_latent, Answer, Simulator};
 
 const PAIR_ACCURACY: f64 = 0.80;
 const FIRST_SLOT_BIAS: f64 = 0.3;
@@ -189,14 +188,7 @@ fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]
 }
 
 fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: u64, dump: Option<&str>) -> Run {
-    let mut rng = StdRng::seed_from_u64(seed);
-    // Standard-normal latent quality: most images are middling, a few are very good or very bad.
-    let latent: Vec<f64> = (0..n)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        })
-        .collect();
+    let latent = normal_latent(n, seed);
     let mut sim = Simulator::new(latent, PAIR_ACCURACY, [FIRST_SLOT_BIAS, 0.0, 0.0, 0.0], answer, seed);
     let truth = sim.true_scores();
     let options = JobOptions {

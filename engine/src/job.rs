@@ -2,16 +2,17 @@
 //! groups, sends them to a comparator however it likes, records the answers, and asks for the
 //! ranking at any point. Keeping the loop here means every driver ranks the same way.
 //!
-//! The first round is random. Each later round refits the model and, when `adaptive`, groups the
-//! items that the fit cannot yet separate (see [`crate::schedule`]). The job stops when its
-//! budget of calls is spent, when the ranking stopped moving (the last round changed it by less
-//! than `stop_tolerance`), or, in top-k and threshold modes, when no item's side of the cut is
-//! in doubt. [`Ranking::stop_reason`] says which.
+//! The first round is random. Each later round refits the model, starting from the last round's
+//! fit ([`crate::rank::fit_from`]), and, when `adaptive`, groups the items that the fit cannot
+//! yet separate (see [`crate::schedule`]). The job stops when its budget of calls is spent, when
+//! the ranking stopped moving (the last round changed it by less than `stop_tolerance`), or, in
+//! top-k and threshold modes, when no item's side of the cut is in doubt.
+//! [`Ranking::stop_reason`] says which.
 
 use std::collections::HashMap;
 
 use crate::compare::GroupOutcome;
-use crate::rank::{fit, Fit, FitOptions, ObservationError, Observations, Ranking, StopReason};
+use crate::rank::{fit_from, Fit, FitOptions, ObservationError, Observations, Ranking, StopReason};
 use crate::schedule::{calls_for_budget, Group, Mode, Planner};
 
 /// How a comparison job spends its budget and fits its answers.
@@ -58,6 +59,8 @@ pub struct Job {
     rounds: usize,
     /// What the previous round's fit said, to measure how much the next one moves it.
     last_summary: Option<Vec<f64>>,
+    /// The previous round's fit, where the next fit starts.
+    last_fit: Option<Fit>,
     stopped: Option<StopReason>,
     options: JobOptions,
 }
@@ -72,6 +75,7 @@ impl Job {
             calls_budget: calls_for_budget(n, options.budget_calls_per_image),
             rounds: 0,
             last_summary: None,
+            last_fit: None,
             stopped: None,
             names,
             options,
@@ -123,7 +127,14 @@ impl Job {
 
     fn later_round(&mut self) -> Vec<Group> {
         let fitted = self.fit();
-        let summary = self.summary(&fitted);
+        let groups = self.plan(&fitted);
+        self.last_fit = Some(fitted);
+        groups
+    }
+
+    /// The next round given the current fit; empty, with the reason set, once the job stops.
+    fn plan(&mut self, fitted: &Fit) -> Vec<Group> {
+        let summary = self.summary(fitted);
         if let Some(previous) = &self.last_summary {
             let change = summary.iter().zip(previous).map(|(a, b)| (a - b).abs()).sum::<f64>() / summary.len() as f64;
             if change < self.options.stop_tolerance {
@@ -136,7 +147,7 @@ impl Job {
             return self.planner.random_round();
         }
         let appearances: Vec<u32> = self.planner.slot_counts().iter().map(|c| c.iter().sum()).collect();
-        let active = self.options.mode.active_items(&fitted, &appearances);
+        let active = self.options.mode.active_items(fitted, &appearances);
         if active.len() < 2 {
             self.stopped = Some(StopReason::Settled);
             return Vec::new();
@@ -175,8 +186,9 @@ impl Job {
         &self.observations
     }
 
+    /// Fit the answers so far, starting from the last round's fit.
     pub fn fit(&self) -> Fit {
-        fit(&self.observations, &self.options.fit)
+        fit_from(&self.observations, &self.options.fit, self.last_fit.as_ref())
     }
 
     /// The ranking given the answers so far, with the cut probabilities of the job's mode.

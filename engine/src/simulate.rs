@@ -79,6 +79,18 @@ impl Simulator {
     }
 }
 
+/// `n` standard-normal latent qualities drawn under `seed` (Box-Muller): most images middling, a
+/// few very good or very bad, as in a real upload batch. The benches draw their truth with it.
+pub fn normal_latent(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        })
+        .collect()
+}
+
 fn gumbel(rng: &mut StdRng) -> f64 {
     -(-rng.random::<f64>().max(f64::MIN_POSITIVE).ln()).ln()
 }

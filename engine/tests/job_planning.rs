@@ -2,7 +2,7 @@
 //! item, respects the budget, stops for a stated reason, and the fit recovers the slot bias.
 
 use engine::job::{Job, JobOptions};
-use engine::rank::StopReason;
+use engine::rank::{fit, fit_from, StopReason};
 use engine::schedule::{Group, Mode};
 use engine::simulate::{Answer, Simulator};
 
@@ -116,4 +116,38 @@ fn slot_bias_is_recovered() {
     for b in biases {
         assert!((b + 0.3).abs() < 0.05, "slot bias {b}, truth -0.3");
     }
+}
+
+/// A job refits from the last round's fit: it lands on the optimum a fit from zero finds, in
+/// fewer steps (29 against 47 here). A start fitted to another number of items is ignored.
+#[test]
+fn refits_start_from_the_last_fit() {
+    let options = JobOptions {
+        budget_calls_per_image: 2.0,
+        stop_tolerance: 0.0,
+        mode: Mode::TopK { k: 30 },
+        ..JobOptions::default()
+    };
+    let (_, job) = drive(300, options.clone(), [0.3, 0.0, 0.0, 0.0]);
+    let warm = job.fit();
+    let cold = fit(job.observations(), &options.fit);
+    assert!(warm.converged && cold.converged);
+    let gap = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(
+        gap(&warm.scores, &cold.scores) < 1e-4,
+        "{}",
+        gap(&warm.scores, &cold.scores)
+    );
+    let biases = |f: &engine::rank::Fit| f.slot_bias.iter().map(|b| b.bias).collect::<Vec<_>>();
+    assert!(gap(&biases(&warm), &biases(&cold)) < 1e-4);
+    assert!(
+        warm.iterations < cold.iterations,
+        "warm {} steps, cold {}",
+        warm.iterations,
+        cold.iterations
+    );
+    let (_, other) = drive(40, options.clone(), [0.0; 4]);
+    let mismatched = fit_from(job.observations(), &options.fit, Some(&other.fit()));
+    assert_eq!(mismatched.scores, cold.scores);
+    assert_eq!(mismatched.iterations, cold.iterations);
 }

@@ -133,10 +133,20 @@ pub struct Fit {
 /// The fit runs on a thread of rayon's pool, so that its many short parallel loops start from
 /// there rather than each handing work over from the caller's thread.
 pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
-    rayon::scope(|_| fit_in_pool(obs, options))
+    fit_from(obs, options, None)
 }
 
-fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
+/// [`fit`], starting from an earlier fit of the same items rather than from zero.
+///
+/// A job refits after every round, and one round moves the optimum only a little, so starting
+/// from the last fit saves most of the steps. The optimum is the same, since the log-posterior
+/// has only one (it is strictly concave); only where the solver stops within its tolerance can
+/// differ. An earlier fit of another number of items is ignored.
+pub fn fit_from(obs: &Observations, options: &FitOptions, start: Option<&Fit>) -> Fit {
+    rayon::scope(|_| fit_in_pool(obs, options, start))
+}
+
+fn fit_in_pool(obs: &Observations, options: &FitOptions, start: Option<&Fit>) -> Fit {
     let (wins, slot_wins) = win_mass(obs);
     let mut problem = Problem {
         obs,
@@ -148,8 +158,14 @@ fn fit_in_pool(obs: &Observations, options: &FitOptions) -> Fit {
         index: CandidateIndex::of(obs),
         pass: Pass::default(),
     };
-    let mut theta = vec![0.0f64; obs.num_items()];
+    let start = start.filter(|fit| fit.scores.len() == obs.num_items());
+    let mut theta = start.map_or_else(|| vec![0.0f64; obs.num_items()], |fit| fit.scores.clone());
     let mut beta = [0.0f64; NUM_KEYS];
+    if options.fit_slot_bias {
+        for bias in start.map_or(&[][..], |fit| &fit.slot_bias) {
+            beta[key_index(bias.group_size, bias.slot)] = bias.bias;
+        }
+    }
     let mut iterations = 0;
     let mut converged = false;
     while iterations < options.max_iterations {

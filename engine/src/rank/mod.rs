@@ -10,7 +10,7 @@ mod ranking;
 mod records;
 
 pub use curvature::EXACT_MAX_ITEMS;
-pub use fit::{fit, log_likelihood_of, Fit, FitOptions, Prior, SlotBias, DEFAULT_PRIOR_PRECISION};
+pub use fit::{fit, fit_from, log_likelihood_of, Fit, FitOptions, Prior, SlotBias, DEFAULT_PRIOR_PRECISION};
 pub use graph::main_component;
 pub use observations::{ObservationError, Observations, SlotKey};
 pub use ranking::{RankedItem, Ranking, StopReason};
