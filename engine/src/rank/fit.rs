@@ -139,9 +139,10 @@ pub fn fit(obs: &Observations, options: &FitOptions) -> Fit {
 /// [`fit`], starting from an earlier fit of the same items rather than from zero.
 ///
 /// A job refits after every round, and one round moves the optimum only a little, so starting
-/// from the last fit saves most of the steps. The optimum is the same, since the log-posterior
-/// has only one (it is strictly concave); only where the solver stops within its tolerance can
-/// differ. An earlier fit of another number of items is ignored.
+/// from the last fit saves steps: 39% to 45% of them in a top-k job at N = 2,000 to 20,000
+/// (`examples/bench_refit.rs`). With the Gaussian prior the log-posterior is strictly concave,
+/// so the optimum is the same; only where the solver stops within its tolerance can differ. An
+/// earlier fit of another number of items is ignored.
 pub fn fit_from(obs: &Observations, options: &FitOptions, start: Option<&Fit>) -> Fit {
     rayon::scope(|_| fit_in_pool(obs, options, start))
 }
