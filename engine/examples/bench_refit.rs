@@ -19,7 +19,7 @@ use engine::simulate::{normal_latent, Answer, Simulator};
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("N")).collect();
     let sizes = if sizes.is_empty() { vec![2_000, 20_000] } else { sizes };
-    println!("| N | rounds | from zero | from the last fit | speed-up | largest score gap |");
+    println!("| N | rounds | from zero (anchor) | from the last fit | ratio | largest score gap |");
     println!("|---|---|---|---|---|---|");
     for n in sizes {
         let rounds = top_k_job(n, 1);

@@ -80,7 +80,7 @@ impl Simulator {
 }
 
 /// `n` standard-normal latent qualities drawn under `seed` (Box-Muller): most images middling, a
-/// few very good or very bad, as in a real upload batch. The benches draw their truth with it.
+/// few very good or very bad. The benches draw their truth with it.
 pub fn normal_latent(n: usize, seed: u64) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n)

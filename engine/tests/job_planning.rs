@@ -1,5 +1,6 @@
 //! Comparison jobs driven by the simulated comparator: the plan is deterministic, covers every
-//! item, respects the budget, stops for a stated reason, and the fit recovers the slot bias.
+//! item, respects the budget, stops for a stated reason, the fit recovers the slot bias, and
+//! refits start from the last round's fit.
 
 use engine::job::{Job, JobOptions};
 use engine::rank::{fit, fit_from, StopReason};
