@@ -5,7 +5,7 @@
 //! rounds, and the largest gap between the two fits' scores.
 //!
 //! ```text
-//! bench_refit [N...]    default: 2000 20000
+//! bench_refit [N...]    default: 200 2000 20000
 //! ```
 
 use std::time::{Duration, Instant};
@@ -18,7 +18,11 @@ use engine::simulate::{normal_latent, Answer, Simulator};
 
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("N")).collect();
-    let sizes = if sizes.is_empty() { vec![2_000, 20_000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![200, 2_000, 20_000]
+    } else {
+        sizes
+    };
     println!("| N | rounds | from zero (anchor) | from the last fit | ratio | largest score gap |");
     println!("|---|---|---|---|---|---|");
     for n in sizes {
