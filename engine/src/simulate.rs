@@ -9,7 +9,7 @@
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::compare::{GroupOutcome, Stage};
-use crate::schedule::MAX_GROUP;
+use crate::schedule::{standard_normal, MAX_GROUP};
 
 /// How much of a ranking each call reveals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +83,7 @@ impl Simulator {
 /// few very good or very bad. The benches draw their truth with it.
 pub fn normal_latent(n: usize, seed: u64) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        })
-        .collect()
+    (0..n).map(|_| standard_normal(&mut rng)).collect()
 }
 
 fn gumbel(rng: &mut StdRng) -> f64 {

@@ -32,8 +32,8 @@ impl Planner {
     }
 }
 
-/// A standard normal draw (Box-Muller).
-fn standard_normal(rng: &mut impl Rng) -> f64 {
+/// A standard normal draw (Box-Muller). The simulator draws its latent truth with it too.
+pub(crate) fn standard_normal(rng: &mut impl Rng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

@@ -16,6 +16,7 @@ mod adaptive;
 pub mod focus;
 mod random;
 
+pub(crate) use adaptive::standard_normal;
 pub use focus::Mode;
 pub use random::Planner;
 
