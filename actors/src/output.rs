@@ -39,12 +39,17 @@ const MODE_COLUMNS: [ModeColumn; 3] = [
     ("p_dropped", |item| item.p_dropped.map(|p| format!("{p:.6}"))),
 ];
 
-/// One header, one row per ranked image, then one row per skipped file with its reason.
-fn write_csv(out: &mut impl Write, ranking: &Ranking, errors: &[FileError]) -> Result<()> {
-    let columns: Vec<&ModeColumn> = MODE_COLUMNS
+/// The mode columns this ranking fills, in order; both the CSV and the HTML page show these.
+fn mode_columns(ranking: &Ranking) -> Vec<&'static ModeColumn> {
+    MODE_COLUMNS
         .iter()
         .filter(|(_, value)| ranking.items.iter().any(|item| value(item).is_some()))
-        .collect();
+        .collect()
+}
+
+/// One header, one row per ranked image, then one row per skipped file with its reason.
+fn write_csv(out: &mut impl Write, ranking: &Ranking, errors: &[FileError]) -> Result<()> {
+    let columns = mode_columns(ranking);
     let extra_names: String = columns.iter().map(|(name, _)| format!("{name},")).collect();
     writeln!(out, "rank,name,score,std_error,connected,{extra_names}error")?;
     for item in &ranking.items {

@@ -12,7 +12,7 @@ use std::path::Path;
 use engine::rank::RankedItem;
 use url::Url;
 
-use super::{ModeColumn, MODE_COLUMNS};
+use super::{mode_columns, ModeColumn};
 use crate::pipeline::Report;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
@@ -23,10 +23,7 @@ tr.dropped{opacity:.45}.note{color:#a60;font-size:90%}";
 /// The whole page.
 pub fn render(report: &Report) -> String {
     let ranking = &report.ranking;
-    let columns: Vec<&ModeColumn> = MODE_COLUMNS
-        .iter()
-        .filter(|(_, value)| ranking.items.iter().any(|item| value(item).is_some()))
-        .collect();
+    let columns = mode_columns(ranking);
     let mut page = String::new();
     page.push_str("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     page.push_str("<title>qrank ranking</title>\n");
