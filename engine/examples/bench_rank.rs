@@ -241,7 +241,7 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
         calls_per_image: job.calls_planned() as f64 / n as f64,
         reported: match mode {
             Mode::Full => Vec::new(),
-            _ => reported_probabilities(&job.ranking(), mode, &truth),
+            _ => reported_probabilities(&job.ranking_from(&fitted), mode, &truth),
         },
     }
 }

@@ -193,8 +193,12 @@ impl Job {
 
     /// The ranking given the answers so far, with the cut probabilities of the job's mode.
     pub fn ranking(&self) -> Ranking {
-        let fitted = self.fit();
-        let mut ranking = Ranking::from_fit(&self.names, &fitted);
+        self.ranking_from(&self.fit())
+    }
+
+    /// [`Job::ranking`] from a fit of this job's answers that the caller already has.
+    pub fn ranking_from(&self, fitted: &Fit) -> Ranking {
+        let mut ranking = Ranking::from_fit(&self.names, fitted);
         ranking.stop_reason = self.stopped;
         if let Some(probs) = self
             .options
