@@ -29,6 +29,9 @@ struct Run {
     /// In top-k and threshold mode: each item's reported P(in the top k) or P(dropped), and
     /// whether it truly is.
     reported: Vec<(f64, bool)>,
+    /// The same from a fixed cut between the two items that straddle it, as reports were made
+    /// before they drew the cut: the anchor of the calibration table.
+    fixed_cut: Vec<(f64, bool)>,
 }
 
 fn main() {
@@ -99,7 +102,20 @@ fn topk(seeds: u64) {
         }
     }
     println!();
-    print_calibration(2_000, &top_k[1], &thresholds[1]);
+    let pooled = |runs: &[Run], of: fn(&Run) -> &Vec<(f64, bool)>| -> Vec<(f64, bool)> {
+        runs.iter().flat_map(|r| of(r).iter().copied()).collect()
+    };
+    println!("Calibration at N = 2000, 2 calls per image, reported (the cut drawn):");
+    print_calibration(
+        &pooled(&top_k[1], |r| &r.reported),
+        &pooled(&thresholds[1], |r| &r.reported),
+    );
+    println!();
+    println!("The same jobs, from a fixed cut (the anchor):");
+    print_calibration(
+        &pooled(&top_k[1], |r| &r.fixed_cut),
+        &pooled(&thresholds[1], |r| &r.fixed_cut),
+    );
     // The headline target: full rankings at 2.5 calls per image.
     println!();
     print_header();
@@ -110,13 +126,14 @@ fn topk(seeds: u64) {
 
 /// How far the reported probabilities can be trusted: items pooled over the seeds by the
 /// probability reported at the end of the job, against the share that truly is in the top k (or
-/// among the worst 10%, for threshold mode).
-fn print_calibration(n: usize, top_k: &[Run], threshold: &[Run]) {
+/// among the worst 10%, for threshold mode); and the Brier score, the mean squared gap between
+/// the probability and the truth (0 or 1).
+fn print_calibration(top_k: &[(f64, bool)], threshold: &[(f64, bool)]) {
     const EDGES: [f64; 9] = [0.0, 0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98, 1.0];
-    let bucket = |runs: &[Run], lo: f64, hi: f64| {
-        let inside: Vec<(f64, bool)> = runs
+    let bucket = |pairs: &[(f64, bool)], lo: f64, hi: f64| {
+        let inside: Vec<(f64, bool)> = pairs
             .iter()
-            .flat_map(|r| r.reported.iter().copied())
+            .copied()
             .filter(|&(p, _)| p >= lo && (p < hi || hi == 1.0))
             .collect();
         let count = inside.len().max(1) as f64;
@@ -124,7 +141,13 @@ fn print_calibration(n: usize, top_k: &[Run], threshold: &[Run]) {
         let truly = inside.iter().filter(|&&(_, t)| t).count() as f64 / count;
         format!("{} | {mean_p:.3} | {truly:.3}", inside.len())
     };
-    println!("Calibration at N = {n}, 2 calls per image:");
+    let brier = |pairs: &[(f64, bool)]| {
+        pairs
+            .iter()
+            .map(|&(p, t)| (p - f64::from(u8::from(t))).powi(2))
+            .sum::<f64>()
+            / pairs.len().max(1) as f64
+    };
     println!();
     println!("| reported P | top-k: items | mean P(in top k) | truly in top k | threshold: items | mean P(dropped) | truly among worst 10% |");
     println!("|---|---|---|---|---|---|---|");
@@ -136,24 +159,40 @@ fn print_calibration(n: usize, top_k: &[Run], threshold: &[Run]) {
             bucket(threshold, lo, hi)
         );
     }
+    println!(
+        "| Brier score | {} | {:.5} | | {} | {:.5} | |",
+        top_k.len(),
+        brier(top_k),
+        threshold.len(),
+        brier(threshold)
+    );
 }
 
 /// Each item's reported cut probability and whether the truth puts it on that side of the cut.
 fn reported_probabilities(ranking: &Ranking, mode: Mode, truth: &[f64]) -> Vec<(f64, bool)> {
+    let mut probs = vec![f64::NAN; truth.len()];
+    for item in &ranking.items {
+        let index: usize = item.name.parse().expect("items are named by index");
+        probs[index] = match mode {
+            Mode::TopK { .. } => item.p_top_k,
+            Mode::Threshold { .. } => item.p_dropped,
+            Mode::Full => None,
+        }
+        .expect("the cut modes report a probability for every item");
+    }
+    on_the_side(&probs, mode, truth)
+}
+
+/// Each item's cut probability (by item index) and whether the truth puts it on that side.
+fn on_the_side(probs: &[f64], mode: Mode, truth: &[f64]) -> Vec<(f64, bool)> {
     let n = truth.len();
     let true_rank = ranks(truth);
-    let rank_of = |name: &str| true_rank[name.parse::<usize>().expect("items are named by index")];
-    ranking
-        .items
-        .iter()
-        .filter_map(|item| match mode {
-            Mode::TopK { k } => Some((item.p_top_k?, rank_of(&item.name) < k)),
-            Mode::Threshold { fraction } => {
-                Some((item.p_dropped?, rank_of(&item.name) >= n - num_dropped(fraction, n)))
-            }
-            Mode::Full => None,
-        })
-        .collect()
+    let inside = |i: usize| match mode {
+        Mode::TopK { k } => true_rank[i] < k,
+        Mode::Threshold { fraction } => true_rank[i] >= n - num_dropped(fraction, n),
+        Mode::Full => false,
+    };
+    probs.iter().enumerate().map(|(i, &p)| (p, inside(i))).collect()
 }
 
 fn print_header() {
@@ -242,6 +281,10 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
         reported: match mode {
             Mode::Full => Vec::new(),
             _ => reported_probabilities(&job.ranking_from(&fitted), mode, &truth),
+        },
+        fixed_cut: match mode.probabilities(&fitted.scores, &fitted.relative_std_errors) {
+            None => Vec::new(),
+            Some(probs) => on_the_side(&probs, mode, &truth),
         },
     }
 }

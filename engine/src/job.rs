@@ -200,10 +200,10 @@ impl Job {
     pub fn ranking_from(&self, fitted: &Fit) -> Ranking {
         let mut ranking = Ranking::from_fit(&self.names, fitted);
         ranking.stop_reason = self.stopped;
-        if let Some(probs) = self
-            .options
-            .mode
-            .probabilities(&fitted.scores, &fitted.relative_std_errors)
+        if let Some(probs) =
+            self.options
+                .mode
+                .reported_probabilities(&fitted.scores, &fitted.relative_std_errors, self.options.seed)
         {
             let index: HashMap<&str, usize> = self.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
             for item in &mut ranking.items {

@@ -93,8 +93,9 @@ fn top_k_mode_reports_membership_probabilities() {
         .map(|i| i.p_top_k.expect("p_top_k in top-k mode"))
         .collect();
     assert!(p[0] > 0.9 && p[99] < 0.1, "{p:?}");
+    // Exactly 10 are in the top 10 whatever the truth, so the chances add up to about 10.
     let expected: f64 = p.iter().sum();
-    assert!((expected - 10.0).abs() < 3.0, "expected top-k size {expected}");
+    assert!((expected - 10.0).abs() < 0.3, "expected top-k size {expected}");
 }
 
 /// With the first slot favoured by 0.3 log-odds, the fit finds every other slot about 0.3 below.

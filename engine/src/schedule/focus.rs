@@ -6,9 +6,11 @@
 //!   uploads). Items far above or below the cut are settled; effort goes to those near it.
 //! - [`Mode::Threshold`]: a curator drops the worst fraction. Effort goes to items near the cut.
 //!
-//! The probability of being on the wanted side of the cut is `Phi((score - cut) / std_error)`,
-//! with the cut halfway between the two items that straddle it. The cut's own uncertainty is
-//! ignored; it is small next to one item's when N is large.
+//! The plan reads the probability of being on the wanted side of the cut as
+//! `Phi((score - cut) / std_error)`, with the cut halfway between the two items that straddle it
+//! ([`Mode::probabilities`]). The cut's own uncertainty is ignored there: it is cheap enough for
+//! every round, and drawing the cut instead did not plan better (see [`super::membership`]). The
+//! probabilities a job reports draw it ([`Mode::reported_probabilities`]).
 //!
 //! Which standard error: the probabilities a job reports use the error relative to the mean
 //! score ([`Fit::relative_std_errors`]), since the level of all scores moves the cut with them.
@@ -100,6 +102,20 @@ impl Mode {
             })
             .collect();
         Some(probs)
+    }
+
+    /// The probabilities a job reports: like [`Mode::probabilities`], but with the cut's own
+    /// uncertainty drawn in (see [`super::membership`]). Deterministic for a given `seed`.
+    pub fn reported_probabilities(&self, scores: &[f64], std_errors: &[f64], seed: u64) -> Option<Vec<f64>> {
+        let n = scores.len();
+        let (members, best) = match *self {
+            Mode::Full => return None,
+            Mode::TopK { k } => (k.min(n), true),
+            Mode::Threshold { fraction } => (num_dropped(fraction, n), false),
+        };
+        Some(super::membership::membership_probabilities(
+            scores, std_errors, members, best, seed,
+        ))
     }
 
     /// The items worth comparing in the next round, given the fit and how many groups each item

@@ -14,6 +14,7 @@
 
 mod adaptive;
 pub mod focus;
+mod membership;
 mod random;
 
 pub(crate) use adaptive::standard_normal;
