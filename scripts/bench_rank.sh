@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The ranking-efficiency benchmark: simulated comparators (pair accuracy 0.80, first slot favoured
 # by 0.3 log-odds) under random and adaptive schedules, choix fits of the same random data,
-# and the Cramer-Rao bound on the slot-bias error.
+# the Cramer-Rao bound on the slot-bias error, and how top-10% precision grows with N with no
+# plan at all.
 # Usage: bash scripts/bench_rank.sh [SEEDS]   (default 3 seeds per row; the top-k and threshold
-# part alone takes about 10 min at 3 seeds on 2 cores, most of it at N = 20,000)
+# part alone takes about 4 min at 3 seeds on 2 cores, most of it at N = 20,000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${QRANK_BENCH_VENV:-.venv-bench}
@@ -20,6 +21,9 @@ target/release/examples/bench_rank topk "${1:-3}"
 echo
 echo "== The least slot-bias error the data allow at N = 2,000 (Cramer-Rao bound, known scores) =="
 "$venv/bin/python" scripts/slot_bias_bound.py
+echo
+echo "== Top-10% precision of scores with independent normal errors, no plan or fit (how it grows with N) =="
+"$venv/bin/python" scripts/small_k_precision.py
 echo
 echo "== choix on the same random-schedule data (seed 1; no slot-bias correction) =="
 "$venv/bin/python" - "$dump" <<'PY'
