@@ -43,7 +43,13 @@ const UNKNOWN_STD_ERROR: f64 = 1e3;
 
 /// For each item, the probability that it is among the `members` best (`best = true`) or worst
 /// items, under independent normal posteriors. Deterministic for a given `seed`.
-pub fn membership_probabilities(scores: &[f64], std_errors: &[f64], members: usize, best: bool, seed: u64) -> Vec<f64> {
+pub(super) fn membership_probabilities(
+    scores: &[f64],
+    std_errors: &[f64],
+    members: usize,
+    best: bool,
+    seed: u64,
+) -> Vec<f64> {
     let n = scores.len();
     if members == 0 || members >= n {
         return vec![if members == 0 { 0.0 } else { 1.0 }; n];
