@@ -22,6 +22,14 @@
 //! 21% of the time with the fixed cut (0.41 reported) and 27% with the drawn one (0.40). With
 //! the fixed cut the probabilities of a top-k job summed to more than k (11.5 for k = 10 in
 //! `job_planning`'s test); drawn, they sum to k, as exactly k items are in the top k.
+//!
+//! With random groups rather than a plan (N = 2,000, top-k, 12 seeds) the drawn cut is calibrated
+//! within 0.025 in every bucket of the bench's table (0.186 reported / 0.196 true, 0.393 / 0.383,
+//! 0.599 / 0.588, 0.804 / 0.781, 0.941 / 0.956), where the fixed cut reads 0.598 for 0.521 and
+//! 0.803 for 0.726. That points to the plan for the slight overconfidence left at the top after
+//! a plan: it stops looking at an item once its estimate has moved away from the cut, so the
+//! items it settles are a little luckier than their scores say.
+//!
 //! The plan keeps the fixed cut: drawn cuts in the plan gave a top-10% precision of 0.8923
 //! against 0.8938 (N = 200, seeds 1-400).
 
