@@ -39,7 +39,7 @@ use super::focus::normal_cdf;
 use super::standard_normal;
 
 /// Draws times items, so that the cost stays under a second up to 20,000 items: on the 2-core
-/// development machine 0.1 s at 2,000 items (1,000 draws), 0.6 s at 20,000 (500) and 1.8 s at
+/// development machine 0.12 s at 2,000 items (1,000 draws), 0.5 s at 20,000 (500) and 1.7 s at
 /// 1,000,000 (32). [`MIN_DRAWS`] and [`MAX_DRAWS`] bound the draws.
 const DRAWS_TIMES_ITEMS: usize = 10_000_000;
 const MIN_DRAWS: usize = 32;
