@@ -77,11 +77,9 @@ impl Mode {
     /// For each item, P(in the top k) or P(below the threshold); `None` in full mode.
     pub fn probabilities(&self, scores: &[f64], std_errors: &[f64]) -> Option<Vec<f64>> {
         let n = scores.len();
-        let (cut_rank, above) = match *self {
-            Mode::Full => return None,
-            Mode::TopK { k } => (k.min(n), true),
-            Mode::Threshold { fraction } => (n - num_dropped(fraction, n), false),
-        };
+        let (members, above) = self.wanted_set(n)?;
+        // The cut lies below the best `cut_rank` items.
+        let cut_rank = if above { members } else { n - members };
         let mut sorted = scores.to_vec();
         sorted.sort_by(|a, b| b.total_cmp(a));
         let cut = match cut_rank {
@@ -107,15 +105,21 @@ impl Mode {
     /// The probabilities a job reports: like [`Mode::probabilities`], but with the cut's own
     /// uncertainty drawn in (see [`super::membership`]). Deterministic for a given `seed`.
     pub fn reported_probabilities(&self, scores: &[f64], std_errors: &[f64], seed: u64) -> Option<Vec<f64>> {
-        let n = scores.len();
-        let (members, best) = match *self {
-            Mode::Full => return None,
-            Mode::TopK { k } => (k.min(n), true),
-            Mode::Threshold { fraction } => (num_dropped(fraction, n), false),
-        };
+        let (members, best) = self.wanted_set(scores.len())?;
         Some(super::membership::membership_probabilities(
             scores, std_errors, members, best, seed,
         ))
+    }
+
+    /// The set whose membership the cut probabilities give, out of `n` items: its size, and
+    /// whether it holds the best items (top k) or the worst (the fraction to drop). `None` in
+    /// full mode, which has no cut.
+    fn wanted_set(&self, n: usize) -> Option<(usize, bool)> {
+        match *self {
+            Mode::Full => None,
+            Mode::TopK { k } => Some((k.min(n), true)),
+            Mode::Threshold { fraction } => Some((num_dropped(fraction, n), false)),
+        }
     }
 
     /// The items worth comparing in the next round, given the fit and how many groups each item
