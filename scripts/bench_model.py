@@ -24,28 +24,32 @@ LLM = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidde
 JPEG_SIZES = [(4032, 3024), (1920, 1080), (1024, 768), (640, 480)]
 
 
-def random_state(rng):
-    """Every tensor of the checkpoint, named as in q-future/co-instruct."""
-    v, a, l = VISION, ABSTRACTOR, LLM
+def random_state(vision, abstractor, llm, normal, ones, zeros):
+    """Every tensor of the checkpoint, named as in q-future/co-instruct, at the given sizes.
+
+    `normal(shape)` draws standard-normal values; `ones(n)` and `zeros(n)` fill norms. NumPy
+    arrays on the CPU here, bf16 tensors on the GPU in bench_gpu.py.
+    """
+    v, a, l = vision, abstractor, llm
     hv, ha, hl = v["hidden_size"], a["hidden_size"], l["hidden_size"]
     n_tok = (v["image_size"] // v["patch_size"]) ** 2 + 1
     t = {}
 
     def mat(name, out_dim, in_dim, bias=True):
-        t[name + ".weight"] = rng.standard_normal((out_dim, in_dim), dtype=np.float32) / np.sqrt(in_dim)
+        t[name + ".weight"] = normal((out_dim, in_dim)) / float(np.sqrt(in_dim))
         if bias:
-            t[name + ".bias"] = 0.02 * rng.standard_normal(out_dim, dtype=np.float32)
+            t[name + ".bias"] = 0.02 * normal((out_dim,))
 
     def norm(name, dim, bias=True):
-        t[name + ".weight"] = np.ones(dim, np.float32)
+        t[name + ".weight"] = ones(dim)
         if bias:
-            t[name + ".bias"] = np.zeros(dim, np.float32)
+            t[name + ".bias"] = zeros(dim)
 
     p = "model.vision_model."
-    t[p + "embeddings.cls_token"] = rng.standard_normal((1, 1, hv), dtype=np.float32)
-    t[p + "embeddings.position_embedding"] = 0.5 * rng.standard_normal((1, n_tok, hv), dtype=np.float32)
-    t[p + "embeddings.patch_embed.weight"] = rng.standard_normal(
-        (hv, 3, v["patch_size"], v["patch_size"]), dtype=np.float32) / np.sqrt(3 * v["patch_size"] ** 2)
+    t[p + "embeddings.cls_token"] = normal((1, 1, hv))
+    t[p + "embeddings.position_embedding"] = 0.5 * normal((1, n_tok, hv))
+    t[p + "embeddings.patch_embed.weight"] = normal(
+        (hv, 3, v["patch_size"], v["patch_size"])) / float(np.sqrt(3 * v["patch_size"] ** 2))
     norm(p + "embeddings.pre_layernorm", hv)
     for i in range(v["num_hidden_layers"]):
         q = f"{p}encoder.layers.{i}."
@@ -57,8 +61,8 @@ def random_state(rng):
         mat(q + "mlp.fc2", hv, v["intermediate_size"])
     norm(p + "post_layernorm", hv)
     p = "model.visual_abstractor."
-    t[p + "query_embeds"] = rng.standard_normal((1, a["num_learnable_queries"], ha), dtype=np.float32)
-    t[p + "vit_eos"] = rng.standard_normal((1, 1, hl), dtype=np.float32)
+    t[p + "query_embeds"] = normal((1, a["num_learnable_queries"], ha))
+    t[p + "vit_eos"] = normal((1, 1, hl))
     mat(p + "visual_fc", hl, ha)
     for i in range(a["num_hidden_layers"]):
         q = f"{p}encoder.layers.{i}.crossattention."
@@ -72,7 +76,7 @@ def random_state(rng):
         mat(q + "output.mlp.w3", a["intermediate_size"], ha)
         mat(q + "output.mlp.w2", ha, a["intermediate_size"])
         norm(q + "output.mlp.ffn_ln", a["intermediate_size"])
-    t["model.embed_tokens.weight"] = rng.standard_normal((l["vocab_size"], hl), dtype=np.float32)
+    t["model.embed_tokens.weight"] = normal((l["vocab_size"], hl))
     for i in range(l["num_hidden_layers"]):
         q = f"model.layers.{i}."
         mat(q + "self_attn.q_proj", hl, hl, bias=False)
@@ -90,6 +94,13 @@ def random_state(rng):
     return t
 
 
+def config_json(vision, abstractor, llm):
+    """config.json in the checkpoint's layout."""
+    config = dict(llm, architectures=["MPLUGOwl2LlamaForCausalLM"], model_type="mplug_owl2",
+                  visual_config=dict(visual_model=vision, visual_abstractor=abstractor))
+    return json.dumps(config, indent=2)
+
+
 def make(out):
     from PIL import Image
     from safetensors.numpy import save_file
@@ -98,10 +109,10 @@ def make(out):
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     (out / "jpegs").mkdir(exist_ok=True)
     rng = np.random.default_rng(7)
-    save_file(random_state(rng), str(out / "ckpt" / "model.safetensors"))
-    config = dict(LLM, architectures=["MPLUGOwl2LlamaForCausalLM"], model_type="mplug_owl2",
-                  visual_config=dict(visual_model=VISION, visual_abstractor=ABSTRACTOR))
-    (out / "ckpt" / "config.json").write_text(json.dumps(config, indent=2))
+    state = random_state(VISION, ABSTRACTOR, LLM, lambda shape: rng.standard_normal(shape, dtype=np.float32),
+                         lambda n: np.ones(n, np.float32), lambda n: np.zeros(n, np.float32))
+    save_file(state, str(out / "ckpt" / "model.safetensors"))
+    (out / "ckpt" / "config.json").write_text(config_json(VISION, ABSTRACTOR, LLM))
     for w, h in JPEG_SIZES:
         y, x = np.mgrid[0:h, 0:w]
         base = np.stack([(x * 255 // w), (y * 255 // h), ((x + y) % 256)], -1).astype(np.float32)

@@ -208,6 +208,25 @@ fn language_model_matches_reference_for_every_case() {
 }
 
 #[test]
+fn teacher_forced_decoding_matches_reference_steps() {
+    let g = Golden::open();
+    for case in &g.manifest.generation_cases {
+        let want_ids: Vec<u32> = g
+            .ids(&format!("{case}.generated_ids"))
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
+        let ids = g.ids(&format!("{case}.input_ids"));
+        let logits = g.probe.forced(&ids, &g.case_images(case), &want_ids).unwrap();
+        g.assert_close(
+            &format!("{case}.generated_step_logits"),
+            &logits,
+            g.get(&format!("{case}.generated_step_logits")),
+        );
+    }
+}
+
+#[test]
 fn greedy_generation_with_kv_cache_matches_reference() {
     let g = Golden::open();
     assert!(!g.manifest.generation_cases.is_empty());
