@@ -142,6 +142,11 @@ pub struct RankArgs {
     /// Images fetched and decoded at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,
+    /// Memory for the image tokens of a Co-Instruct model, in MiB.
+    #[arg(long, default_value_t = crate::models::DEFAULT_EMBEDDING_CACHE_MIB, value_name = "MIB",
+          long_help = format!("Memory for the image tokens of a Co-Instruct model, in MiB. {}",
+                              crate::models::EMBEDDING_CACHE_HELP))]
+    pub embedding_cache_mib: usize,
     #[command(flatten)]
     pub output: OutputArgs,
 }

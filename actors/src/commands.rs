@@ -35,7 +35,7 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         (None, None) => Mode::Full,
     };
     let source = Source::open(&args.source)?;
-    let comparator = crate::models::load(&args.model.model)?;
+    let comparator = crate::models::load(&args.model.model, args.embedding_cache_mib)?;
     let options = RunOptions {
         recursive: args.recursive,
         concurrency: args.concurrency,
@@ -86,7 +86,7 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
         ))
         .into());
     };
-    let model = crate::models::load_coinstruct(source)?;
+    let model = crate::models::load_coinstruct(source, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)?;
     let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();
     let members: Vec<_> = prepared.iter().collect();
     if let Some(question) = &args.model.question {

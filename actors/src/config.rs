@@ -119,6 +119,9 @@ pub struct ModelConfig {
     /// Rank by comparing groups even when the model can score single images. Slower, but it
     /// exercises the comparison path (scheduling, checkpoints) with a CPU model.
     pub compare_groups: bool,
+    /// Memory, in MiB, for the image tokens of a Co-Instruct model (see
+    /// [`crate::models::EMBEDDING_CACHE_HELP`]).
+    pub embedding_cache_mib: usize,
 }
 
 impl Default for ModelConfig {
@@ -126,6 +129,7 @@ impl Default for ModelConfig {
         Self {
             name: crate::models::ModelSpec::Brisque,
             compare_groups: false,
+            embedding_cache_mib: crate::models::DEFAULT_EMBEDDING_CACHE_MIB,
         }
     }
 }
@@ -382,6 +386,7 @@ mod tests {
         let config = Config::load(None, env(&[])).unwrap();
         assert_eq!(config.amqp.queue, "qrank.jobs");
         assert_eq!(config.amqp.dead_letter_exchange, "qrank.dlx");
+        assert_eq!(config.model.embedding_cache_mib, 512);
     }
 
     #[test]
@@ -395,10 +400,12 @@ mod tests {
                 ("QRANK_AMQP__PREFETCH", "9"),
                 ("QRANK_SHUTDOWN__GRACE_PERIOD_SECS", "5"),
                 ("QRANK_HTTP__LISTEN", "127.0.0.1:0"),
+                ("QRANK_MODEL__EMBEDDING_CACHE_MIB", "16384"),
                 ("QRANK_BIN", "/not/config"),
             ]),
         )
         .unwrap();
+        assert_eq!(config.model.embedding_cache_mib, 16384);
         assert_eq!(config.amqp.prefetch, 9);
         assert_eq!(config.amqp.queue, "from-file");
         assert_eq!(config.shutdown.grace_period_secs, 5);

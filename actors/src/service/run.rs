@@ -86,8 +86,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let http = tokio::spawn(server.into_future());
 
     // The probes answer while the model loads (a checkpoint may download); /readyz waits for it.
-    let spec = config.model.name.clone();
-    let comparator = tokio::task::spawn_blocking(move || crate::models::load(&spec))
+    let (spec, cache_mib) = (config.model.name.clone(), config.model.embedding_cache_mib);
+    let comparator = tokio::task::spawn_blocking(move || crate::models::load(&spec, cache_mib))
         .await
         .context("loading the model panicked")?
         .with_context(|| format!("loading the model {}", config.model.name))?;
