@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use engine::compare::{Comparator, Criterion};
+use engine::compare::{CacheStats, Comparator, Criterion};
 use engine::image::Limits;
 use engine::job::JobOptions;
 use engine::rank::Ranking;
@@ -40,6 +40,10 @@ pub struct Stats {
     pub num_images: usize,
     pub num_model_calls: usize,
     pub seconds: f64,
+    /// The comparator's cache of per-image work over the run, as the inference worker recorded
+    /// it in the metrics (a CLI run has its own); only for comparators that keep one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_cache: Option<CacheStats>,
 }
 
 /// What a run produced.
@@ -80,9 +84,11 @@ pub async fn run(
     config.pipeline.num_loaders = options.concurrency.max(1);
     config.pipeline.max_images_in_flight = 2 * options.concurrency.max(1);
     config.pipeline.max_image_bytes = options.limits.max_bytes;
+    let keeps_a_cache = comparator.cache_stats().is_some();
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ctx = Context {
         config: Arc::new(config),
-        metrics: Arc::new(Metrics::new().context("registering metrics")?),
+        metrics: metrics.clone(),
         health: Arc::default(),
         comparator,
     };
@@ -122,5 +128,13 @@ pub async fn run(
     supervisor.stop_children(None);
     supervisor.stop(None);
     let _ = supervisor_done.await;
-    report?.map_err(|e| anyhow::anyhow!(e).context(format!("ranking {}", source.url())))
+    let mut report = report?.map_err(|e| anyhow::anyhow!(e).context(format!("ranking {}", source.url())))?;
+    if keeps_a_cache {
+        report.stats.embedding_cache = Some(CacheStats {
+            hits: metrics.embedding_cache_hits.get(),
+            misses: metrics.embedding_cache_misses.get(),
+            bytes: u64::try_from(metrics.embedding_cache_bytes.get()).unwrap_or(0),
+        });
+    }
+    Ok(report)
 }

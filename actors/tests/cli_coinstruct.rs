@@ -100,6 +100,36 @@ fn rank_with_a_checkpoint_compares_groups_and_fits() {
     assert!(report["ranking"]["stop_reason"].is_string());
 }
 
+/// Images met again take their tokens from the embedding cache, and the run's stats say so:
+/// every image is missed once and then found, unless `--embedding-cache-mib 0` leaves no room.
+#[test]
+fn rank_reports_the_embedding_cache_and_its_size_option() {
+    let cached = ok_json(&rank_photos_with_tiny_model(&["--format", "json"]));
+    let cache = &cached["stats"]["embedding_cache"];
+    let (hits, misses) = (cache["hits"].as_u64().unwrap(), cache["misses"].as_u64().unwrap());
+    assert_eq!(misses, 20, "each of the 20 photos is worked out once: {cache}");
+    assert!(
+        hits >= 20,
+        "20 calls of 2-4 photos meet each photo about 4 times: {cache}"
+    );
+    assert!(cache["bytes"].as_u64().unwrap() > 0);
+
+    let uncached = ok_json(&rank_photos_with_tiny_model(&[
+        "--format",
+        "json",
+        "--embedding-cache-mib",
+        "0",
+    ]));
+    let cache = &uncached["stats"]["embedding_cache"];
+    assert_eq!(cache["hits"], 0, "{cache}");
+    assert_eq!(
+        cache["misses"].as_u64().unwrap(),
+        hits + misses,
+        "the same plan, every photo worked out"
+    );
+    assert_eq!(uncached["ranking"], cached["ranking"], "the cache changes no answer");
+}
+
 /// A drop-worst run compares near its cut and says, per image, whether it is dropped and how
 /// likely it is to belong among the dropped. Exactly 5 of the 20 are, so the chances add up to
 /// 5 (up to the noise of the draws that give them), and they are higher for the dropped. The

@@ -47,6 +47,17 @@ pub enum CompareError {
     Model(String),
 }
 
+/// Counts of a comparator's cache of per-image work, since the comparator was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Images whose work was found in the cache.
+    pub hits: u64,
+    /// Images whose work was done again: first seen, or evicted since.
+    pub misses: u64,
+    /// Bytes held now.
+    pub bytes: u64,
+}
+
 /// A judge of image quality.
 ///
 /// Some judges score one image at a time (BRISQUE, NIQE). Their ordering is exact, so the job
@@ -78,4 +89,10 @@ pub trait Comparator: Send + Sync {
 
     /// Judge a group of 2..=4 prepared images.
     fn compare(&self, group: &[&Image], criterion: &Criterion) -> Result<GroupOutcome, CompareError>;
+
+    /// What the comparator's cache of per-image work has done since it was loaded, if it keeps
+    /// one (Co-Instruct keeps each image's tokens), so that its size can be judged in service.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
 }

@@ -326,6 +326,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                     num_images,
                     num_model_calls: state.num_model_calls as usize,
                     seconds: state.started.elapsed().as_secs_f64(),
+                    embedding_cache: None,
                 },
             };
             finish(myself, state, report).await?;

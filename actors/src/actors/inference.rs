@@ -131,6 +131,9 @@ fn run(task: Task, comparator: &dyn Comparator, metrics: &Metrics) {
                     .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
                     .map_err(|e| e.to_string());
             observe(metrics, "compare", started);
+            if let Some(stats) = comparator.cache_stats() {
+                metrics.observe_cache(stats);
+            }
             let _ = reply_to.cast(CoordinatorMsg::Compared(group, outcome));
         }
     }

@@ -5,6 +5,7 @@
 //! series stays bounded whatever the traffic. The same counters are what the integration tests
 //! check against the work they submitted.
 
+use engine::compare::CacheStats;
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -37,6 +38,12 @@ pub struct Metrics {
     pub inference_call: HistogramVec,
     pub inference_queue_depth: IntGauge,
     pub inference_batch_size: Histogram,
+    /// The comparator's cache of per-image work (Co-Instruct's image tokens): images found in it,
+    /// images worked out again, and the bytes it holds. A low hit rate with the cache full means
+    /// `model.embedding_cache_mib` is smaller than the images in play.
+    pub embedding_cache_hits: IntCounter,
+    pub embedding_cache_misses: IntCounter,
+    pub embedding_cache_bytes: IntGauge,
     /// Groups answered, and those whose answer came from a checkpoint instead.
     pub groups_answered: IntCounter,
     pub groups_resumed: IntCounter,
@@ -48,6 +55,9 @@ pub struct Metrics {
     pub amqp_published: IntCounterVec,
     /// Actors restarted by their supervisor after a crash, by `actor` role.
     pub actor_restarts: IntCounterVec,
+    /// Held while the cache metrics are brought forward, so two threads do not both add the
+    /// same difference.
+    cache_lock: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -111,6 +121,15 @@ impl Metrics {
             inference_call,
             inference_queue_depth: gauge("qrank_inference_queue_depth", "Tasks waiting for the inference worker")?,
             inference_batch_size,
+            embedding_cache_hits: counter(
+                "qrank_embedding_cache_hits_total",
+                "Images whose model input came from the comparator's cache",
+            )?,
+            embedding_cache_misses: counter(
+                "qrank_embedding_cache_misses_total",
+                "Images whose model input was worked out again (first seen, or evicted)",
+            )?,
+            embedding_cache_bytes: gauge("qrank_embedding_cache_bytes", "Bytes held by the comparator's cache")?,
             groups_answered: counter("qrank_ranker_groups_answered_total", "Groups answered")?,
             groups_resumed: counter(
                 "qrank_ranker_groups_resumed_total",
@@ -125,8 +144,21 @@ impl Metrics {
                 "outcome",
             )?,
             actor_restarts: counter_vec("qrank_actor_restarts_total", "Actors restarted after a crash", "actor")?,
+            cache_lock: std::sync::Mutex::new(()),
             registry,
         })
+    }
+
+    /// Brings the cache metrics up to the comparator's running totals. Inference threads call it
+    /// after each call; each counter only moves forward, so a thread with older totals than
+    /// another has already recorded changes nothing.
+    pub fn observe_cache(&self, stats: CacheStats) {
+        let forward = |counter: &IntCounter, total: u64| counter.inc_by(total.saturating_sub(counter.get()));
+        let _one_at_a_time = self.cache_lock.lock().unwrap_or_else(|e| e.into_inner());
+        forward(&self.embedding_cache_hits, stats.hits);
+        forward(&self.embedding_cache_misses, stats.misses);
+        self.embedding_cache_bytes
+            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -161,6 +193,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cache_metrics_follow_the_comparators_totals() {
+        let metrics = Metrics::new().unwrap();
+        metrics.observe_cache(CacheStats {
+            hits: 3,
+            misses: 4,
+            bytes: 1000,
+        });
+        metrics.observe_cache(CacheStats {
+            hits: 10,
+            misses: 5,
+            bytes: 1500,
+        });
+        // Totals read by a slower thread before the last ones do not move the counters back.
+        metrics.observe_cache(CacheStats {
+            hits: 9,
+            misses: 5,
+            bytes: 1500,
+        });
+        let text = metrics.render();
+        for line in [
+            "qrank_embedding_cache_hits_total 10",
+            "qrank_embedding_cache_misses_total 5",
+            "qrank_embedding_cache_bytes 1500",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+    }
+
     /// The chart's README lists every metric, so that an SRE reading it sees all there is.
     #[test]
     fn every_metric_is_in_the_chart_readme() {
@@ -188,7 +249,7 @@ mod tests {
             .collect();
         assert_eq!(
             names.len(),
-            21,
+            24,
             "a new metric? list it in helm/qrank/README.tmpl.md, and above if it has labels: {names:?}"
         );
         for name in names {

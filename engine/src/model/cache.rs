@@ -5,6 +5,8 @@ use std::collections::{HashMap, VecDeque};
 
 use candle_core::Tensor;
 
+use crate::compare::CacheStats;
+
 /// Least-recently-used eviction once the stored tensors exceed `max_bytes`.
 #[derive(Debug)]
 pub(crate) struct EmbeddingCache {
@@ -13,6 +15,8 @@ pub(crate) struct EmbeddingCache {
     entries: HashMap<u64, Tensor>,
     /// Keys from least to most recently used.
     order: VecDeque<u64>,
+    hits: u64,
+    misses: u64,
 }
 
 fn bytes_of(t: &Tensor) -> usize {
@@ -26,13 +30,28 @@ impl EmbeddingCache {
             used_bytes: 0,
             entries: HashMap::new(),
             order: VecDeque::new(),
+            hits: 0,
+            misses: 0,
         }
     }
 
+    /// The tensor stored for `key`, counted as a hit or a miss.
     pub(crate) fn get(&mut self, key: u64) -> Option<Tensor> {
-        let hit = self.entries.get(&key).cloned()?;
+        let Some(hit) = self.entries.get(&key).cloned() else {
+            self.misses += 1;
+            return None;
+        };
+        self.hits += 1;
         self.touch(key);
         Some(hit)
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits,
+            misses: self.misses,
+            bytes: self.used_bytes as u64,
+        }
     }
 
     fn touch(&mut self, key: u64) {
@@ -90,6 +109,26 @@ mod tests {
         assert_eq!(cache.len(), 3);
         assert!(cache.get(1).is_none());
         assert!(cache.get(0).is_some() && cache.get(2).is_some() && cache.get(3).is_some());
+    }
+
+    #[test]
+    fn counts_hits_misses_and_bytes() {
+        let mut cache = EmbeddingCache::new(2 * 4 * 10);
+        assert!(cache.get(0).is_none());
+        cache.insert(0, tensor(10));
+        assert!(cache.get(0).is_some());
+        cache.insert(1, tensor(10));
+        cache.insert(2, tensor(10)); // evicts 0
+        assert!(cache.get(0).is_none());
+        assert!(cache.get(2).is_some());
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                hits: 2,
+                misses: 2,
+                bytes: 80
+            }
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::loader;
 use super::network::Network;
 use super::preprocess;
 use super::prompt::{chat_turn, choice_question, image_intro, PromptTokenizer};
-use crate::compare::{Comparator, CompareError, Criterion, GroupOutcome, Stage};
+use crate::compare::{CacheStats, Comparator, CompareError, Criterion, GroupOutcome, Stage};
 use crate::image::Image;
 
 /// Where the model runs.
@@ -243,6 +243,10 @@ impl Comparator for CoInstruct {
             other => CompareError::Model(other.to_string()),
         })
     }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(self.cache.lock().unwrap_or_else(|e| e.into_inner()).stats())
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +423,11 @@ mod tests {
         }
         assert_eq!(cached.cache.lock().unwrap().len(), 4);
         assert_eq!(uncached.cache.lock().unwrap().len(), 0);
+        // The pair missed twice; the group found those two and missed the other two.
+        let stats = cached.cache_stats().unwrap();
+        assert_eq!((stats.hits, stats.misses), (2, 4));
+        assert!(stats.bytes > 0);
+        assert_eq!(uncached.cache_stats().unwrap().bytes, 0);
     }
 
     #[test]
