@@ -127,7 +127,20 @@ fn rank_reports_the_embedding_cache_and_its_size_option() {
         hits + misses,
         "the same plan, every photo worked out"
     );
-    assert_eq!(uncached["ranking"], cached["ranking"], "the cache changes no answer");
+    // The cache changes no answer (tokens may differ in the last bits with the batch they were
+    // worked out in, so scores are compared to a tolerance).
+    let items = |report: &Value| -> Vec<(String, f64)> {
+        report["ranking"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap()))
+            .collect()
+    };
+    for ((name_c, score_c), (name_u, score_u)) in items(&cached).into_iter().zip(items(&uncached)) {
+        assert_eq!(name_c, name_u);
+        assert!((score_c - score_u).abs() < 1e-6, "{name_c}: {score_c} vs {score_u}");
+    }
 }
 
 /// A drop-worst run compares near its cut and says, per image, whether it is dropped and how
