@@ -71,6 +71,14 @@ impl Golden {
         self.get(name).flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// The tokens the reference generated greedily for a generation case.
+    fn generated_ids(&self, case: &str) -> Vec<u32> {
+        self.ids(&format!("{case}.generated_ids"))
+            .into_iter()
+            .map(|i| i as u32)
+            .collect()
+    }
+
     /// Abstractor outputs of the case's images, in order: `[k, 65, hidden]`.
     fn case_images(&self, case: &str) -> Tensor {
         let output = self.get("abstractor.output");
@@ -211,11 +219,7 @@ fn language_model_matches_reference_for_every_case() {
 fn teacher_forced_decoding_matches_reference_steps() {
     let g = Golden::open();
     for case in &g.manifest.generation_cases {
-        let want_ids: Vec<u32> = g
-            .ids(&format!("{case}.generated_ids"))
-            .into_iter()
-            .map(|i| i as u32)
-            .collect();
+        let want_ids = g.generated_ids(case);
         let ids = g.ids(&format!("{case}.input_ids"));
         let logits = g.probe.forced(&ids, &g.case_images(case), &want_ids).unwrap();
         g.assert_close(
@@ -231,11 +235,7 @@ fn greedy_generation_with_kv_cache_matches_reference() {
     let g = Golden::open();
     assert!(!g.manifest.generation_cases.is_empty());
     for case in &g.manifest.generation_cases {
-        let want_ids: Vec<u32> = g
-            .ids(&format!("{case}.generated_ids"))
-            .into_iter()
-            .map(|i| i as u32)
-            .collect();
+        let want_ids = g.generated_ids(case);
         let ids = g.ids(&format!("{case}.input_ids"));
         let (tokens, logits) = g.probe.generate(&ids, &g.case_images(case), want_ids.len()).unwrap();
         assert_eq!(tokens, want_ids, "{case}: greedy tokens");
