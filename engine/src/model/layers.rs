@@ -91,7 +91,10 @@ impl Module for LayerNorm {
 }
 
 /// Softmax(q kᵀ / √d) v over `[batch, heads, seq, head_dim]` tensors, with an optional additive
-/// mask broadcast over batch and heads. Scores and softmax are in f32, as the reference upcasts.
+/// mask broadcast over batch and heads. Scores and softmax are in f32, as the reference upcasts;
+/// on the fused GPU path ([`fused_half`]) the half scores go to the softmax kernel as they are,
+/// since it reads them into f32 and rounds once: the numbers of a cast-softmax-cast, without its
+/// two extra passes over the largest tensor.
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let dtype = q.dtype();
     // Scaling q rather than the scores saves a pass over the largest tensor; candle's
@@ -99,18 +102,10 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor
     let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
     let q = (q.contiguous()? * scale)?;
     let scores = q.matmul(&k.contiguous()?.t()?)?;
-    if fused_half(&scores) {
-        // The kernel reads the half scores into f32 and writes half probabilities: the numbers
-        // of the cast-softmax-cast below, without its two extra passes over the largest tensor.
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(&m.to_dtype(dtype)?)?,
-            None => scores,
-        };
-        return candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?);
-    }
-    let scores = scores.to_dtype(DType::F32)?;
+    let softmax_dtype = if fused_half(&scores) { dtype } else { DType::F32 };
+    let scores = scores.to_dtype(softmax_dtype)?;
     let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
+        Some(m) => scores.broadcast_add(&m.to_dtype(softmax_dtype)?)?,
         None => scores,
     };
     let probs = super::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?;
