@@ -90,10 +90,11 @@ fn main() {
     ids.extend((0..60).map(|i| 300 + i));
     let seq_len = ids.len() - 4 + 4 * tokens.dim(1).expect("tokens");
     let prefill_ms = median_ms(runs, || sync(&probe.prefill(&ids, &tokens).expect("prefill").logits));
-    // `generate(n)` is the prefill and n decoding steps; the difference of two isolates a step.
-    let one_step_ms = median_ms(runs, || sync(&probe.generate(&ids, &tokens, 1).expect("generate").1));
-    let nine_steps_ms = median_ms(runs, || sync(&probe.generate(&ids, &tokens, 9).expect("generate").1));
-    let step_ms = (nine_steps_ms - one_step_ms) / 8.0;
+    // `generate(n)` is the prefill and the n - 1 decoding steps after its first token; the
+    // difference of two isolates a step.
+    let one_token_ms = median_ms(runs, || sync(&probe.generate(&ids, &tokens, 1).expect("generate").1));
+    let nine_tokens_ms = median_ms(runs, || sync(&probe.generate(&ids, &tokens, 9).expect("generate").1));
+    let step_ms = (nine_tokens_ms - one_token_ms) / 8.0;
 
     let prepared: Vec<Image> = images.into_iter().map(|i| model.prepare(i)).collect();
     let mut fresh = 0u64;

@@ -134,16 +134,16 @@ impl Network {
         Ok((embeds, modalities))
     }
 
-    /// Greedy decoding with the KV cache from a spliced prompt: at most `max_steps` tokens, ending
-    /// before `stop` when it is chosen. `on_logits` sees the logits that chose each step's token.
-    /// The one decoding loop, shared by open answers and the golden-generation check.
-    pub(crate) fn greedy(
+    /// Decoding with the KV cache from a spliced prompt, for at most `max_steps` tokens: `choose`
+    /// sees each step's logits and names the token to feed back, or `None` to stop there. The one
+    /// decoding loop, shared by open answers ([`Network::greedy`]) and the golden checks (greedy
+    /// and teacher-forced). No forward pass follows the last step: nothing would read it.
+    pub(crate) fn decode(
         &self,
         embeds: &Tensor,
         modalities: &[Modality],
         max_steps: usize,
-        stop: Option<u32>,
-        mut on_logits: impl FnMut(Tensor),
+        mut choose: impl FnMut(usize, Tensor) -> Result<Option<u32>, ModelError>,
     ) -> Result<Vec<u32>, ModelError> {
         let lm = &self.language;
         let mut cache = KvCache::default();
@@ -154,21 +154,38 @@ impl Network {
         let mut tokens = Vec::new();
         for step in 0..max_steps {
             let logits = lm.last_logits(&hidden).ctx(|| format!("logits of step {step}"))?;
+            let Some(next) = choose(step, logits)? else {
+                break;
+            };
+            tokens.push(next);
+            if step + 1 < max_steps {
+                let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
+                hidden = lm
+                    .forward(&embeds, &[0], &mut cache, false)
+                    .ctx(|| format!("decode step {step}"))?
+                    .hidden;
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Greedy decoding: at most `max_steps` tokens, ending before `stop` when it is chosen.
+    /// `on_logits` sees the logits that chose each step's token.
+    pub(crate) fn greedy(
+        &self,
+        embeds: &Tensor,
+        modalities: &[Modality],
+        max_steps: usize,
+        stop: Option<u32>,
+        mut on_logits: impl FnMut(Tensor),
+    ) -> Result<Vec<u32>, ModelError> {
+        self.decode(embeds, modalities, max_steps, |step, logits| {
             let next = logits
                 .argmax(0)
                 .and_then(|t| t.to_scalar::<u32>())
                 .ctx(|| format!("choosing token {step}"))?;
             on_logits(logits);
-            if Some(next) == stop {
-                break;
-            }
-            tokens.push(next);
-            let embeds = lm.embed(&[next]).ctx(|| "embedding".into())?;
-            hidden = lm
-                .forward(&embeds, &[0], &mut cache, false)
-                .ctx(|| format!("decode step {step}"))?
-                .hidden;
-        }
-        Ok(tokens)
+            Ok((Some(next) != stop).then_some(next))
+        })
     }
 }

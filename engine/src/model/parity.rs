@@ -137,23 +137,11 @@ impl Probe {
     /// [`Probe::generate`], one near tie decided the other way does not change every later step.
     pub fn forced(&self, ids: &[i64], images: &Tensor, tokens: &[u32]) -> Result<Tensor, ModelError> {
         let (embeds, modalities) = self.net.splice(&pieces_from_ids(ids)?, &Self::image_rows(images)?)?;
-        let lm = &self.net.language;
-        let mut cache = KvCache::default();
-        let mut hidden = lm
-            .forward(&embeds, &modalities, &mut cache, false)
-            .ctx(|| "prefill".into())?
-            .hidden;
         let mut rows = Vec::with_capacity(tokens.len());
-        for (step, &token) in tokens.iter().enumerate() {
-            rows.push(lm.last_logits(&hidden).ctx(|| format!("logits of step {step}"))?);
-            if step + 1 < tokens.len() {
-                let embeds = lm.embed(&[token]).ctx(|| "embedding".into())?;
-                hidden = lm
-                    .forward(&embeds, &[0], &mut cache, false)
-                    .ctx(|| format!("decode step {step}"))?
-                    .hidden;
-            }
-        }
+        self.net.decode(&embeds, &modalities, tokens.len(), |step, logits| {
+            rows.push(logits);
+            Ok(Some(tokens[step]))
+        })?;
         Tensor::stack(&rows, 0).ctx(|| "stacking logits".into())
     }
 }
