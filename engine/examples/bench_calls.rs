@@ -2,8 +2,8 @@
 //! PyTorch (`scripts/bench_gpu.py`) on the same card.
 //!
 //! `bench_calls CHECKPOINT_DIR TOKENIZER cpu|cuda f32|bf16 RUNS IMAGE...` loads the checkpoint
-//! through the real loader twice: as the comparator the service runs, and as the stage probe of
-//! the parity tests. It prints the median milliseconds, over RUNS runs after two warm-ups, of
+//! through the real loader as the comparator the service runs, and reads its stages through the
+//! parity tests' probe, which shares its weights. It prints the median milliseconds, over RUNS runs after two warm-ups, of
 //! - each stage for a group of 4: vision tower, abstractor, language-model prefill of the
 //!   group prompt's length, and one decoding step after it (from the KV cache);
 //! - whole full-ranking calls of 4 images through [`Comparator::compare`] (one prefill and two
@@ -11,8 +11,7 @@
 //!   where all four come from it, as when an image returns in a later round;
 //!
 //! then one JSON line with the same numbers. Every timed region ends by synchronising the device,
-//! so the GPU's queued work is inside it. The two copies take about 33 GB of device memory at the
-//! full size in bf16.
+//! so the GPU's queued work is inside it.
 
 use std::time::Instant;
 
@@ -65,7 +64,6 @@ fn main() {
         .collect();
 
     let load_start = Instant::now();
-    let probe = Probe::load_on(dir, device, precision).expect("loading the probe");
     let options = LoadOptions {
         device,
         precision: Some(precision),
@@ -74,6 +72,7 @@ fn main() {
     };
     let model = CoInstruct::load(dir, &options).expect("loading the comparator");
     let load_s = load_start.elapsed().as_secs_f64();
+    let probe = Probe::of(&model);
 
     let squares: Vec<_> = images[..4].iter().map(|i| probe.preprocess_rgb8(&i.rgb)).collect();
     let pixels = probe.pixel_values(&squares.iter().collect::<Vec<_>>()).expect("pixels");
@@ -117,7 +116,7 @@ fn main() {
     let cold_ms = median_ms(runs, || call(true));
     let warm_ms = median_ms(runs, || call(false));
 
-    println!("load (both copies): {load_s:.1} s");
+    println!("load: {load_s:.1} s");
     println!("vision tower, 4 images: {vision_ms:.2} ms");
     println!("abstractor, 4 images: {abstractor_ms:.2} ms");
     println!("LLM prefill, {seq_len} tokens: {prefill_ms:.2} ms");

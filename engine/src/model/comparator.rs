@@ -65,7 +65,7 @@ impl Default for LoadOptions {
 /// The Co-Instruct model, ready to compare images or answer questions about them.
 #[derive(Debug)]
 pub struct CoInstruct {
-    net: Network,
+    pub(super) net: Network,
     tokenizer: PromptTokenizer,
     cache: Mutex<EmbeddingCache>,
     model_id: String,

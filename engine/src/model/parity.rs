@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
-use super::comparator::{DeviceKind, Precision};
+use super::comparator::{CoInstruct, DeviceKind, Precision};
 use super::error::{Context, ModelError};
 use super::language::KvCache;
 use super::loader;
@@ -52,6 +52,12 @@ impl Probe {
         Ok(Self {
             net: Network::load(&checkpoint, dtype, &device)?,
         })
+    }
+
+    /// The stages of a loaded comparator, sharing its weights (benches time both without
+    /// loading the checkpoint twice).
+    pub fn of(model: &CoInstruct) -> Self {
+        Self { net: model.net.clone() }
     }
 
     /// Moves a reference tensor to the model's device, and to its dtype when it is a float.
