@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use engine::classical::{Brisque, Niqe};
 use engine::compare::Comparator;
-use engine::model::{CoInstruct, DeviceKind, LoadOptions};
+use engine::model::{CoInstruct, DeviceKind, LoadOptions, DEFAULT_EMBEDDING_CACHE_BYTES};
 
 /// A model name as the user writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl fmt::Display for ModelSpec {
 }
 
 /// The default of `--embedding-cache-mib` and `model.embedding_cache_mib`: the engine's.
-pub const DEFAULT_EMBEDDING_CACHE_MIB: usize = 512;
+pub const DEFAULT_EMBEDDING_CACHE_MIB: usize = DEFAULT_EMBEDDING_CACHE_BYTES >> 20;
 
 /// What the embedding cache is for and how to size it, for the CLI's help and the config docs.
 pub const EMBEDDING_CACHE_HELP: &str = "An image compared again takes its 65 language-model tokens \

@@ -39,6 +39,9 @@ pub enum Precision {
     F16,
 }
 
+/// The default bound on the cache of per-image tokens: about 1,000 images in bf16, 500 in f32.
+pub const DEFAULT_EMBEDDING_CACHE_BYTES: usize = 512 << 20;
+
 /// How to load a checkpoint.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -57,7 +60,7 @@ impl Default for LoadOptions {
             device: DeviceKind::Cpu,
             precision: None,
             tokenizer: None,
-            embedding_cache_bytes: 512 << 20,
+            embedding_cache_bytes: DEFAULT_EMBEDDING_CACHE_BYTES,
         }
     }
 }

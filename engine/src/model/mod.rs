@@ -74,6 +74,6 @@ mod sentencepiece;
 mod softmax;
 mod vision;
 
-pub use comparator::{CoInstruct, DeviceKind, LoadOptions, Precision};
+pub use comparator::{CoInstruct, DeviceKind, LoadOptions, Precision, DEFAULT_EMBEDDING_CACHE_BYTES};
 pub use config::{AbstractorConfig, Config, VisionConfig, VisualConfig};
 pub use error::ModelError;
