@@ -169,3 +169,43 @@ fn content_hash_follows_the_bytes() {
     assert_eq!(a.rgb, b.rgb, "same pixels");
     assert_ne!(a.content_hash, b.content_hash, "different files");
 }
+
+/// A file cut short inside its pixel data is refused as truncated in every format. JPEG's
+/// decoder would fill the missing rows with grey and carry on, so that takes the container
+/// check of `engine::image`; it also refuses a JPEG that lacks only its end-of-image marker.
+#[test]
+fn every_format_cut_short_is_truncated() {
+    let formats = [
+        "rgb.jpg",
+        "cmyk.jpg",
+        "exif-rotate90.jpg",
+        "rgb.png",
+        "rgb.webp",
+        "rgb.tiff",
+        "rgb.bmp",
+        "palette.gif",
+    ];
+    for name in formats {
+        let (_, bytes) = fixture("good", name);
+        let mut cuts = vec![bytes.len() / 2, bytes.len() * 9 / 10];
+        if name.ends_with(".jpg") {
+            cuts.push(bytes.len() - 2);
+        }
+        for cut in cuts {
+            match decode(name, &bytes[..cut], &Limits::default()) {
+                Err(ImageError::Truncated { .. }) => {}
+                Err(other) => panic!("{name} cut at {cut} of {}: {other}", bytes.len()),
+                Ok(_) => panic!("{name} cut at {cut} of {} was decoded", bytes.len()),
+            }
+        }
+    }
+}
+
+/// Bytes after a JPEG's end-of-image marker (some cameras append a trailer) are not truncation.
+#[test]
+fn data_after_a_jpegs_end_is_accepted() {
+    let (name, mut bytes) = fixture("good", "rgb.jpg");
+    let whole = decode(&name, &bytes, &Limits::default()).unwrap().rgb;
+    bytes.extend_from_slice(b"\0\0camera trailer");
+    assert_eq!(decode(&name, &bytes, &Limits::default()).unwrap().rgb, whole);
+}

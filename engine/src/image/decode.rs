@@ -1,10 +1,12 @@
-//! Bytes to RGB: sniff the format, check the header against [`Limits`], decode, apply the EXIF
-//! orientation, and flatten every pixel layout (grey, palette, 16-bit, CMYK, alpha) to RGB8.
+//! Bytes to RGB: sniff the format, check that the file is whole ([`super::complete`]) and its
+//! header within [`Limits`], decode, apply the EXIF orientation, and flatten every pixel layout
+//! (grey, palette, 16-bit, CMYK, alpha) to RGB8.
 
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
+use super::complete::check_complete;
 use super::{Image, ImageError};
 
 /// The formats we accept. Others the `image` crate might know are refused as unsupported, so
@@ -89,6 +91,7 @@ pub fn decode(name: &str, bytes: &[u8], limits: &Limits) -> Result<Image, ImageE
             detail,
         });
     }
+    check_complete(name, format, bytes)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits(limits));
     let mut decoder = reader.into_decoder().map_err(|e| classify(name, e))?;

@@ -3,6 +3,7 @@
 //! Decoding is the first thing hostile input touches, so [`decode`] reads the header first and
 //! refuses anything over [`Limits`] before it allocates the pixels.
 
+mod complete;
 mod decode;
 mod error;
 pub(crate) mod pillow;
