@@ -3,42 +3,47 @@
 The ranking bench reports the largest error of the three fitted slot biases of groups of 4
 (slots 2 to 4, each relative to slot 1). How small can that be for a given number of calls? This
 script computes the Fisher information that one full ranking of 4 carries about the three biases
-when the comparator is the bench's (Plackett-Luce, first slot favoured by 0.3) and, generously,
-the item scores are known exactly. Any fit that must also estimate the scores knows less, so its
-errors are at least these. Two kinds of group:
+when the comparator is the bench's (Plackett-Luce, first slot favoured by 0.3). Three bounds:
 
-- random: the four true scores drawn like the bench's (normal, standard deviation 1.65 on the
-  model's scale, which is what a pair accuracy of 0.80 gives);
-- equal: every group's four utilities equal, so each stage is a fair draw. This is the most
-  informative group we know of: a numerical search over other score configurations found none
-  better by more than 0.3% in variance.
+- known scores, random groups: generously, every item score is known exactly, and the four true
+  scores of a group are drawn like the bench's (normal, standard deviation 1.65 on the model's
+  scale, which is what a pair accuracy of 0.80 gives);
+- known scores, equal utilities: every group's four utilities equal, so each stage is a fair
+  draw. This is the most informative group we know of: a numerical search over other score
+  configurations found none better by more than 0.3% in variance;
+- unknown scores, random groups: what the fit faces. N = 2,000 items in random partitions into
+  groups of 4, as many as the budget allows, with slots balanced the way the planner balances
+  them; the information about all N scores and the three biases together, plus the scores' prior
+  (the truth's spread, 1.65), and the biases' part of its inverse (the scores eliminated by a
+  Schur complement). This is the Bayesian (van Trees) form of the bound, so it holds for biased
+  estimators such as the fit's posterior mode too. Mean of 3 draws of scores and groups.
 
 The bound is the inverse of the total information; the expected largest absolute error of the
 three is estimated by drawing errors from that normal.
 
-Usage: python scripts/slot_bias_bound.py [GROUPS ...]   (default: N = 2,000 at 1 to 4 calls
-per image, i.e. 2,000 to 8,000 groups)
+Usage: python scripts/slot_bias_bound.py   (N = 2,000 at 1 to 4 calls per image, i.e. 2,000 to
+8,000 groups; about 10 s)
 """
 
 import itertools
-import sys
-
 import numpy as np
 
 SLOT_BIAS = np.array([0.3, 0.0, 0.0, 0.0])
 SCORE_SD = 1.65
 DRAWS = 200_000
+N = 2_000
+DESIGN_DRAWS = 3
 
 
-def information(utilities: np.ndarray) -> np.ndarray:
-    """Mean Fisher information about the biases of slots 2..4 per full ranking of 4.
+def utility_information(utilities: np.ndarray) -> np.ndarray:
+    """Fisher information of one full ranking of 4 about its four slot utilities, per group.
 
-    `utilities` is (draws, 4): score + bias of the item in each slot. For each of the 24 orders,
-    the score function of the Plackett-Luce likelihood with respect to the slot biases is summed
-    over its three stages (winner indicator minus choice probability); the information is the
-    probability-weighted outer product, averaged over the draws.
+    `utilities` is (groups, 4): score + bias of the item in each slot. For each of the 24 orders,
+    the score function of the Plackett-Luce likelihood is summed over its three stages (winner
+    indicator minus choice probability); the information is the probability-weighted outer
+    product. Returns (groups, 4, 4).
     """
-    total = np.zeros((3, 3))
+    total = np.zeros((len(utilities), 4, 4))
     for order in itertools.permutations(range(4)):
         remaining = list(range(4))
         log_p = np.zeros(len(utilities))
@@ -51,9 +56,53 @@ def information(utilities: np.ndarray) -> np.ndarray:
             score[:, winner] += 1.0
             score[:, remaining] -= p
             remaining.remove(winner)
-        g = score[:, 1:]
-        total += np.einsum("m,mi,mj->ij", np.exp(log_p), g, g) / len(utilities)
+        total += np.exp(log_p)[:, None, None] * score[:, :, None] * score[:, None, :]
     return total
+
+
+def information(utilities: np.ndarray) -> np.ndarray:
+    """Mean information about the biases of slots 2..4 per group, the scores known."""
+    return utility_information(utilities)[:, 1:, 1:].mean(0)
+
+
+def balanced_partitions(rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """`rounds` random partitions of N items into groups of 4, each group's slots ordered so that
+    its items take the slots they have been shown in least (as the planner does)."""
+    counts = np.zeros((N, 4), dtype=int)
+    orders = [list(p) for p in itertools.permutations(range(4))]
+    groups = []
+    for _ in range(rounds):
+        for members in rng.permutation(N).reshape(-1, 4):
+            best = min(orders, key=lambda o: counts[members[o], range(4)].sum())
+            group = members[best]
+            counts[group, range(4)] += 1
+            groups.append(group)
+    return np.array(groups)
+
+
+def unknown_scores_covariance(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The bound on the biases' covariance when the N scores are estimated with them.
+
+    Parameters: the N scores, then the biases of slots 2..4 (slot 1's is the reference). The
+    utility of slot j is its item's score plus the slot's bias, so each group's 4 x 4 utility
+    information adds into the rows and columns of its items and of slots 2..4.
+    """
+    info = utility_information(scores[groups] + SLOT_BIAS)
+
+    def parameters_of_slot(j: int) -> list:
+        """The parameters that the utility of slot j adds: its item's score, and its bias."""
+        bias = [np.full(len(groups), N + j - 1)] if j > 0 else []
+        return [groups[:, j], *bias]
+
+    joint = np.zeros((N + 3, N + 3))
+    for j in range(4):
+        for k in range(4):
+            for a in parameters_of_slot(j):
+                for b in parameters_of_slot(k):
+                    np.add.at(joint, (a, b), info[:, j, k])
+    joint[range(N), range(N)] += 1.0 / SCORE_SD**2
+    scores_block, cross, bias_block = joint[:N, :N], joint[:N, N:], joint[N:, N:]
+    return np.linalg.inv(bias_block - cross.T @ np.linalg.solve(scores_block, cross))
 
 
 def expected_largest_error(cov: np.ndarray, rng: np.random.Generator) -> float:
@@ -62,15 +111,26 @@ def expected_largest_error(cov: np.ndarray, rng: np.random.Generator) -> float:
 
 
 def main() -> None:
-    groups = [int(g) for g in sys.argv[1:]] or [2_000, 4_000, 6_000, 8_000]
     rng = np.random.default_rng(1)
     random_groups = information(rng.normal(0.0, SCORE_SD, size=(DRAWS, 4)) + SLOT_BIAS)
     equal_groups = information(np.zeros((1, 4)))
-    print("| groups of 4 | calls/image at N = 2,000 | known scores, random groups | known scores, equal utilities |")
-    print("|---|---|---|---|")
-    for g in groups:
-        bounds = [expected_largest_error(np.linalg.inv(g * info), rng) for info in (random_groups, equal_groups)]
-        print(f"| {g} | {g / 2_000:g} | {bounds[0]:.3f} | {bounds[1]:.3f} |")
+    print(
+        "| groups of 4 | calls/image at N = 2,000 | known scores, random groups "
+        "| known scores, equal utilities | unknown scores, random groups |"
+    )
+    print("|---|---|---|---|---|")
+    for calls in (1, 2, 3, 4):
+        g = calls * N
+        known = [expected_largest_error(np.linalg.inv(g * info), rng) for info in (random_groups, equal_groups)]
+        unknown = np.mean(
+            [
+                expected_largest_error(
+                    unknown_scores_covariance(balanced_partitions(4 * calls, rng), rng.normal(0.0, SCORE_SD, N)), rng
+                )
+                for _ in range(DESIGN_DRAWS)
+            ]
+        )
+        print(f"| {g} | {calls} | {known[0]:.3f} | {known[1]:.3f} | {unknown:.3f} |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 //! bench_rank topk [SEEDS]               top-10% precision at 2 calls per image, the worst-10%
 //!                                       precision of threshold mode, how well their reported
 //!                                       probabilities are calibrated, and the 2.5-call target
+//! bench_rank slot-bias [SEEDS]          the slot-bias error at N = 2,000 by budget, over many
+//!                                       seeds (a few seeds say little: it varies by half)
 //! ```
 //! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
 
@@ -25,6 +27,8 @@ struct Run {
     /// The share of the items ranked in the worst 10% that truly are.
     bottom_precision: f64,
     bias_error: f64,
+    /// The root-mean-square error of the three fitted slot biases.
+    bias_rms: f64,
     calls_per_image: f64,
     /// In top-k and threshold mode: each item's reported P(in the top k) or P(dropped), and
     /// whether it truly is.
@@ -40,8 +44,9 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("table") => table(seeds, args.get(2).map(String::as_str)),
         Some("topk") => topk(seeds),
+        Some("slot-bias") => slot_bias(seeds),
         _ => {
-            eprintln!("usage: bench_rank table [SEEDS] [DUMP_DIR] | topk [SEEDS]");
+            eprintln!("usage: bench_rank table [SEEDS] [DUMP_DIR] | topk [SEEDS] | slot-bias [SEEDS]");
             std::process::exit(64);
         }
     }
@@ -121,6 +126,27 @@ fn topk(seeds: u64) {
     print_header();
     for n in sizes {
         print_row(n, Answer::FullRanking, 2.5, "adaptive", &runs(n, 2.5, true, Mode::Full));
+    }
+}
+
+/// The slot-bias target (within 0.05 at N = 2,000), full rankings, by budget: the mean over the
+/// seeds of the largest of the three errors (the bench table's figure) and of their
+/// root-mean-square. `scripts/slot_bias_bound.py` gives the least that any fit could reach.
+fn slot_bias(seeds: u64) {
+    println!("| N | calls/image | schedule | seeds | largest slot-bias error | root-mean-square error |");
+    println!("|---|---|---|---|---|---|");
+    for budget in [1.0, 2.0, 3.0, 4.0] {
+        for adaptive in [false, true] {
+            let runs: Vec<Run> = (1..=seeds)
+                .map(|seed| run(2_000, Answer::FullRanking, budget, adaptive, Mode::Full, seed, None))
+                .collect();
+            let rms = (runs.iter().map(|r| r.bias_rms.powi(2)).sum::<f64>() / runs.len() as f64).sqrt();
+            println!(
+                "| 2000 | {budget} | {} | {seeds} | {:.4} | {rms:.4} |",
+                if adaptive { "adaptive" } else { "random" },
+                mean(&runs, |r| r.bias_error),
+            );
+        }
     }
 }
 
@@ -267,16 +293,14 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
         .map(|b| b.bias)
         .collect();
     // Truth: slot 0 is favoured by FIRST_SLOT_BIAS, so every other slot sits that far below it.
-    let bias_error = size4_bias
-        .iter()
-        .map(|b| (b + FIRST_SLOT_BIAS).abs())
-        .fold(0.0, f64::max);
+    let bias_errors: Vec<f64> = size4_bias.iter().map(|b| (b + FIRST_SLOT_BIAS).abs()).collect();
     Run {
         spearman: spearman(&fitted.scores, &truth),
         kendall: kendall(&fitted.scores, &truth),
         top_precision: top_precision(&fitted.scores, &truth, n / 10),
         bottom_precision: top_precision(&negated(&fitted.scores), &negated(&truth), n / 10),
-        bias_error,
+        bias_error: bias_errors.iter().copied().fold(0.0, f64::max),
+        bias_rms: (bias_errors.iter().map(|e| e * e).sum::<f64>() / bias_errors.len().max(1) as f64).sqrt(),
         calls_per_image: job.calls_planned() as f64 / n as f64,
         reported: match mode {
             Mode::Full => Vec::new(),
