@@ -62,7 +62,10 @@ fn jpeg_missing_end(bytes: &[u8]) -> Option<String> {
             0xD0..=0xD7 | 0x01 => continue,
             _ => {}
         }
-        let Some(length) = bytes.get(pos..pos + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+        let Some(length) = bytes
+            .get(pos..pos + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
             return ran_out("a segment header");
         };
         if length < 2 {
@@ -124,7 +127,11 @@ mod tests {
         let whole = tiny_jpeg();
         assert_eq!(jpeg_missing_end(&whole), None);
         for cut in 2..whole.len() {
-            assert!(jpeg_missing_end(&whole[..cut]).is_some(), "cut at {cut} of {}", whole.len());
+            assert!(
+                jpeg_missing_end(&whole[..cut]).is_some(),
+                "cut at {cut} of {}",
+                whole.len()
+            );
         }
     }
 
