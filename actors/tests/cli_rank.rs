@@ -177,6 +177,32 @@ fn recursive_descends_into_sub_folders() {
     assert_eq!(count(&["--recursive"]), 2);
 }
 
+/// A symlink loop in a folder walked with --recursive is reported and walked past: the images
+/// around it are ranked, and the run exits 2 as for any skipped file. It used to end the run
+/// with nothing ranked.
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_is_reported_and_the_rest_ranked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::copy(repo().join("examples/photos/coffee.jpg"), dir.path().join("top.jpg")).unwrap();
+    std::fs::copy(
+        repo().join("examples/photos/rocket.jpg"),
+        dir.path().join("sub/nested.jpg"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..", dir.path().join("sub/loop")).unwrap();
+    let out = qrank(&["rank", dir.path().to_str().unwrap(), "--recursive", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert_eq!(report["ranking"]["items"].as_array().unwrap().len(), 2, "{report}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["kind"], "list");
+    let reason = errors[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("loop"), "the reason should name the loop: {reason}");
+}
+
 /// Mistakes in the call exit with 64 and say what is wrong; an empty source is a failure (1).
 #[test]
 fn usage_errors_and_empty_sources() {

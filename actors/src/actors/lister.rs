@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::coordinator::CoordinatorMsg;
 use crate::pipeline::FileError;
-use crate::source::Source;
+use crate::source::{ListError, Source};
 
 /// Objects per batch.
 pub const BATCH: usize = 256;
@@ -31,7 +31,7 @@ pub struct Arguments {
 
 pub struct State {
     source: Source,
-    listing: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
+    listing: Option<BoxStream<'static, Result<ObjectMeta, ListError>>>,
     keys: std::vec::IntoIter<String>,
     coordinator: ActorRef<CoordinatorMsg>,
 }
@@ -83,14 +83,21 @@ impl Actor for Lister {
     }
 }
 
+/// The next batch of the listing. An entry of a local folder that could not be read is reported
+/// in the batch, as that entry's error, and the walk goes on; a failed listing fails the job.
 async fn next_listed(
-    listing: &mut BoxStream<'static, object_store::Result<ObjectMeta>>,
+    listing: &mut BoxStream<'static, Result<ObjectMeta, ListError>>,
 ) -> Result<Vec<Result<ObjectMeta, FileError>>, String> {
     let mut batch = Vec::with_capacity(BATCH);
     while batch.len() < BATCH {
         match listing.next().await {
             Some(Ok(meta)) => batch.push(Ok(meta)),
-            Some(Err(e)) => return Err(format!("listing the source: {e}")),
+            Some(Err(ListError::Entry { name, reason })) => batch.push(Err(FileError {
+                name,
+                kind: "list",
+                reason,
+            })),
+            Some(Err(ListError::Listing(e))) => return Err(format!("listing the source: {e}")),
             None => break,
         }
     }

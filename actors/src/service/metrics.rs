@@ -30,7 +30,8 @@ pub struct Metrics {
     /// Time from the job message's `timestamp` property to its arrival here.
     pub job_queue_wait: Histogram,
     pub images_loaded: IntCounter,
-    /// Images that could not be used, by `error_type` (the `ImageError.kind` labels).
+    /// Images that could not be used, by `error_type`: the `ImageError.kind` labels, and fetch,
+    /// list (an unreadable folder entry) and model.
     pub image_errors: IntCounterVec,
     pub image_fetch: Histogram,
     /// Comparator calls, by `kind`: score (one image) or compare (a group).

@@ -1,7 +1,11 @@
 //! Where images come from: a local folder or any URL `object_store` understands.
 //!
-//! Listing is a stream, so a prefix with a million keys never sits in memory at once.
+//! Listing is a stream, so a prefix with a million keys never sits in memory at once. A local
+//! folder is walked by [`folder`], which reports an entry it cannot read and goes on.
 
+mod folder;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -18,6 +22,18 @@ pub struct Source {
     pub prefix: Option<Path>,
     /// What to put before a key when naming an image to the user: the folder or the URL.
     display_base: String,
+    /// A folder on this machine, canonical: walked by [`folder::walk`] rather than listed.
+    folder: Option<PathBuf>,
+}
+
+/// Why a listing gave no object.
+#[derive(Debug)]
+pub enum ListError {
+    /// One entry of a local folder could not be read (a symlink loop, an unreadable sub-folder):
+    /// reported as that entry's error, and the walk went on.
+    Entry { name: String, reason: String },
+    /// The listing itself failed (an object store's client has already retried).
+    Listing(String),
 }
 
 impl std::fmt::Debug for Source {
@@ -46,11 +62,13 @@ impl Source {
             return Err(UsageError(format!("{folder}: not a folder")).into());
         }
         let store = LocalFileSystem::new_with_prefix(folder).with_context(|| format!("opening folder {folder}"))?;
+        let canonical = std::fs::canonicalize(folder).map_err(|e| UsageError(format!("{folder}: {e}")))?;
         let base = folder.trim_end_matches('/').to_owned();
         Ok(Self {
             store: Arc::new(store),
             prefix: None,
             display_base: format!("{base}/"),
+            folder: Some(canonical),
         })
     }
 
@@ -73,6 +91,7 @@ impl Source {
             store: Arc::from(store),
             prefix,
             display_base: root,
+            folder: None,
         })
     }
 
@@ -91,16 +110,20 @@ impl Source {
 
     /// Every object under the prefix (recursively, or only direct children), skipping hidden
     /// files such as `.DS_Store`.
-    pub fn list(&self, recursive: bool) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let listing: BoxStream<'static, _> = if recursive {
-            self.store.list(self.prefix.as_ref())
-        } else {
-            let store = self.store.clone();
-            let prefix = self.prefix.clone();
-            stream::once(async move { store.list_with_delimiter(prefix.as_ref()).await })
-                .map_ok(|listing| stream::iter(listing.objects.into_iter().map(Ok)))
-                .try_flatten()
-                .boxed()
+    pub fn list(&self, recursive: bool) -> BoxStream<'static, Result<ObjectMeta, ListError>> {
+        let store_error = |e: object_store::Error| ListError::Listing(e.to_string());
+        let listing: BoxStream<'static, _> = match &self.folder {
+            Some(root) => folder::walk(root.clone(), recursive, self.display_base.clone()),
+            None if recursive => self.store.list(self.prefix.as_ref()).map_err(store_error).boxed(),
+            None => {
+                let store = self.store.clone();
+                let prefix = self.prefix.clone();
+                stream::once(async move { store.list_with_delimiter(prefix.as_ref()).await })
+                    .map_ok(|listing| stream::iter(listing.objects.into_iter().map(Ok)))
+                    .try_flatten()
+                    .map_err(store_error)
+                    .boxed()
+            }
         };
         listing
             .try_filter(|meta| {
