@@ -203,3 +203,30 @@ fn invalid_outcomes_are_refused() {
         .is_err());
     assert_eq!(obs.num_stages(), 0);
 }
+
+/// Groups larger than a comparator's 4 (choix's top-1 choices among many) are fitted, with slot
+/// biases for the small groups only; groups over 255 items are refused by name. A choice among 6
+/// used to index past the slot-bias table.
+#[test]
+fn groups_larger_than_four_are_fitted_without_a_slot_bias() {
+    let mut obs = Observations::new(300);
+    obs.push_choice(0, &[1, 2, 3, 4, 5]).unwrap();
+    obs.push_choice(1, &[2, 3, 4, 5]).unwrap();
+    obs.push_choice(2, &[3]).unwrap();
+    let fitted = fit(
+        &obs,
+        &FitOptions {
+            fit_slot_bias: true,
+            ..tight()
+        },
+    );
+    assert!(fitted.scores.iter().all(|s| s.is_finite()));
+    assert!(fitted.scores[0] > fitted.scores[1] && fitted.scores[1] > fitted.scores[5]);
+    let sizes: Vec<u8> = fitted.slot_bias.iter().map(|b| b.group_size).collect();
+    assert!(sizes.iter().all(|&s| s <= 4), "slot biases reported for {sizes:?}");
+    assert!(sizes.contains(&2), "the pair's slots are still fitted: {sizes:?}");
+
+    let losers: Vec<u32> = (1..256).collect();
+    let error = obs.push_choice(0, &losers).unwrap_err();
+    assert!(error.to_string().contains("256 items"), "{error}");
+}

@@ -26,11 +26,18 @@ use super::graph::Components;
 use super::observations::{Observations, SlotKey, StageView};
 use super::pass::{stage_total, CandidateIndex, Pass, Wanted};
 
-/// Slot keys index a small table: group sizes up to 4, slots 0..4.
+/// Slot keys index a small table: group sizes up to 4, slots 0..4, then one key shared by every
+/// slot of a larger group. Comparators see groups of up to 4; larger ones come only from saved
+/// reference data (choix's top-1 choices among many, or long rankings), where no slot bias is
+/// fitted: their key's bias stays 0.
 const MAX_GROUP: usize = 4;
-pub(crate) const NUM_KEYS: usize = (MAX_GROUP + 1) * MAX_GROUP;
+const UNBIASED_KEY: usize = (MAX_GROUP + 1) * MAX_GROUP;
+pub(crate) const NUM_KEYS: usize = UNBIASED_KEY + 1;
 
 pub(crate) fn key_index(group_size: u8, slot: u8) -> usize {
+    if usize::from(group_size) > MAX_GROUP {
+        return UNBIASED_KEY;
+    }
     usize::from(group_size) * MAX_GROUP + usize::from(slot)
 }
 
@@ -508,7 +515,7 @@ fn update_slot_bias(obs: &Observations, theta: &[f64], beta: &mut [f64; NUM_KEYS
 
 fn report_bias(obs: &Observations, beta: &[f64; NUM_KEYS]) -> Vec<SlotBias> {
     let mut seen = std::collections::BTreeSet::new();
-    for stage in obs.stages() {
+    for stage in obs.stages().filter(|stage| usize::from(stage.group_size) <= MAX_GROUP) {
         for &slot in stage.slots {
             seen.insert(SlotKey {
                 group_size: stage.group_size,

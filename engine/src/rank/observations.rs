@@ -39,6 +39,8 @@ pub enum ObservationError {
     BadProbabilities { sum: f64 },
     #[error("a group holds an item twice")]
     Repeated,
+    #[error("a group holds {size} items; at most {} are supported", u8::MAX)]
+    TooLarge { size: usize },
 }
 
 impl Observations {
@@ -91,6 +93,10 @@ impl Observations {
     }
 
     fn validate(&self, items: &[u32], outcome: &GroupOutcome) -> Result<(), ObservationError> {
+        // Slots and group sizes are stored as bytes.
+        if items.len() > usize::from(u8::MAX) {
+            return Err(ObservationError::TooLarge { size: items.len() });
+        }
         for (i, &item) in items.iter().enumerate() {
             if item as usize >= self.num_items {
                 return Err(ObservationError::UnknownItem {
