@@ -147,7 +147,7 @@ impl Job {
             return self.planner.random_round();
         }
         let appearances: Vec<u32> = self.planner.slot_counts().iter().map(|c| c.iter().sum()).collect();
-        let active = self.options.mode.active_items(fitted, &appearances);
+        let active = self.planning_mode().active_items(fitted, &appearances);
         if active.len() < 2 {
             self.stopped = Some(StopReason::Settled);
             return Vec::new();
@@ -156,11 +156,16 @@ impl Job {
             .adaptive_round(&fitted.scores, &fitted.own_std_errors, &active)
     }
 
+    /// The job's mode as rounds are planned: full mode when the cut decides nothing
+    /// ([`Mode::for_planning`]).
+    fn planning_mode(&self) -> Mode {
+        self.options.mode.for_planning(self.names.len())
+    }
+
     /// Normalised ranks (full mode) or cut probabilities (top-k, threshold) of a fit.
     fn summary(&self, fitted: &Fit) -> Vec<f64> {
         if let Some(probs) = self
-            .options
-            .mode
+            .planning_mode()
             .probabilities(&fitted.scores, &fitted.relative_std_errors)
         {
             return probs;

@@ -153,3 +153,35 @@ fn refits_start_from_the_last_fit() {
     assert_eq!(mismatched.scores, cold.scores);
     assert_eq!(mismatched.iterations, cold.iterations);
 }
+
+/// A top-k job whose k covers every image, or a threshold job that drops none, has no cut to
+/// decide: it spends its budget ordering every image, as full mode does, instead of stopping
+/// after the random round with the groups unconnected; its report still gives each image's
+/// chance (1 or 0).
+#[test]
+fn a_cut_that_decides_nothing_plans_as_full_mode() {
+    let options = |mode: Mode| JobOptions {
+        budget_calls_per_image: 2.0,
+        stop_tolerance: 0.0,
+        mode,
+        ..JobOptions::default()
+    };
+    let (full, _) = drive(20, options(Mode::Full), [0.0; 4]);
+    for mode in [
+        Mode::TopK { k: 20 },
+        Mode::TopK { k: 100 },
+        Mode::Threshold { fraction: 0.01 },
+    ] {
+        let (asked, job) = drive(20, options(mode), [0.0; 4]);
+        assert_eq!(asked, full, "{mode:?} plans as full mode");
+        let ranking = job.ranking();
+        assert!(ranking.items.iter().all(|item| item.connected), "{mode:?}");
+        let chances: Vec<f64> = ranking
+            .items
+            .iter()
+            .map(|item| item.p_top_k.or(item.p_dropped).expect("a chance per image"))
+            .collect();
+        let expected = if matches!(mode, Mode::TopK { .. }) { 1.0 } else { 0.0 };
+        assert!(chances.iter().all(|&p| p == expected), "{mode:?}: {chances:?}");
+    }
+}

@@ -111,6 +111,18 @@ impl Mode {
         ))
     }
 
+    /// The mode to plan and to judge stability by, over `n` items. A cut that decides nothing (k
+    /// at least N, or a fraction that drops no image) leaves every image on its side already: a
+    /// plan for it would settle every image after the random round and leave the groups
+    /// unconnected, so the budget goes to ordering them all, as in full mode. Reports keep the
+    /// asked-for mode (every chance is then 1 or 0).
+    pub fn for_planning(&self, n: usize) -> Mode {
+        match self.wanted_set(n) {
+            Some((members, _)) if members == 0 || members >= n => Mode::Full,
+            _ => *self,
+        }
+    }
+
     /// The set whose membership the cut probabilities give, out of `n` items: its size, and
     /// whether it holds the best items (top k) or the worst (the fraction to drop). `None` in
     /// full mode, which has no cut.
