@@ -34,6 +34,7 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         (None, Some(fraction)) => Mode::Threshold { fraction },
         (None, None) => Mode::Full,
     };
+    output::check_writable(&args.output)?;
     let source = Source::open(&args.source)?;
     let comparator = crate::models::load(&args.model.model, args.embedding_cache_mib)?;
     let options = RunOptions {

@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use engine::rank::{RankedItem, Ranking};
 
-use crate::cli::{Format, OutputArgs};
+use crate::cli::{Format, OutputArgs, UsageError};
 use crate::pipeline::{FileError, Report};
 
 /// Write `report` where `output` says: a file, or stdout.
@@ -26,6 +26,25 @@ pub fn write(report: &Report, output: &OutputArgs) -> Result<()> {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display())),
         None => std::io::stdout().lock().write_all(&text).context("writing to stdout"),
     }
+}
+
+/// Fail now, with a usage error, if `--out` cannot be written: a run with a comparing model can
+/// take hours, and a typo in the folder would otherwise lose its whole ranking at the end. The
+/// file is opened for appending, which changes nothing in it, and removed again if this made it.
+pub fn check_writable(output: &OutputArgs) -> Result<()> {
+    let Some(path) = &output.out else {
+        return Ok(());
+    };
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| UsageError(format!("--out {}: cannot write: {e}", path.display())))?;
+    if !existed {
+        std::fs::remove_file(path).with_context(|| format!("removing the test file {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A column that only some runs fill: those of a mode, or of a model that compares.

@@ -217,6 +217,15 @@ fn usage_errors_and_empty_sources() {
         qrank(&["rank", "examples/photos", "--budget", "-1"]).status.code(),
         Some(64)
     );
+    // An --out that cannot be written is refused before any image is read, not after the run.
+    let unwritable = qrank(&["rank", "examples/photos", "--out", "/no/such/folder/ranking.csv"]);
+    assert_eq!(unwritable.status.code(), Some(64));
+    let said = String::from_utf8_lossy(&unwritable.stderr);
+    assert!(
+        said.contains("--out /no/such/folder/ranking.csv: cannot write"),
+        "{said}"
+    );
+    assert!(!said.contains("skipped"), "{said}");
     assert_eq!(qrank(&["frobnicate"]).status.code(), Some(64));
     assert_eq!(qrank(&["--help"]).status.code(), Some(0));
     let empty = tempfile::tempdir().unwrap();
