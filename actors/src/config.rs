@@ -37,6 +37,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub model: ModelConfig,
     pub pipeline: PipelineConfig,
+    pub scale: ScaleConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
 }
@@ -56,6 +57,9 @@ pub struct AmqpConfig {
     pub dead_letter_exchange: String,
     /// Durable queue bound to `dead_letter_exchange`, where poison messages wait for a human.
     pub dead_letter_queue: String,
+    /// Durable work queue of `GroupTask`s that replicas share (see [`ScaleConfig`]), on the
+    /// default exchange.
+    pub groups_queue: String,
     /// Routing key of results when the job names none.
     pub default_reply_routing_key: String,
     /// Jobs this replica works on at once (AMQP prefetch).
@@ -74,6 +78,7 @@ impl Default for AmqpConfig {
             queue: "qrank.jobs".into(),
             dead_letter_exchange: "qrank.dlx".into(),
             dead_letter_queue: "qrank.jobs.dead".into(),
+            groups_queue: "qrank.groups".into(),
             default_reply_routing_key: "qrank.results".into(),
             prefetch: 4,
             reconnect_min_backoff_ms: 200,
@@ -188,6 +193,36 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Sharing one job's groups between replicas. A job with at least `share_groups_from_images`
+/// images puts its groups on the work queue `amqp.groups_queue` instead of its own replica's
+/// inference worker, and every replica that serves shared groups takes from it: a job too
+/// large for one replica is judged by all of them, while its coordinator keeps its plan, fit and
+/// checkpoints. The images are read again by the replica that judges them, from the same store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// Smallest job, in images, whose groups are shared; 0 never shares.
+    pub share_groups_from_images: u64,
+    /// Take groups from the shared queue (when the model compares groups).
+    pub serve_shared_groups: bool,
+    /// Shared groups this replica judges at once (AMQP prefetch of the groups queue).
+    pub shared_groups_prefetch: u16,
+    /// A shared group with no answer after this long is put on the queue again (its answer was
+    /// lost, e.g. with this replica's connection). Less than `pipeline.job_stall_timeout_secs`.
+    pub shared_group_timeout_secs: u64,
+}
+
+impl Default for ScaleConfig {
+    fn default() -> Self {
+        Self {
+            share_groups_from_images: 0,
+            serve_shared_groups: true,
+            shared_groups_prefetch: 2,
+            shared_group_timeout_secs: 120,
+        }
+    }
+}
+
 /// What happens on SIGTERM or SIGINT.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -276,6 +311,7 @@ impl Config {
             ("amqp.queue", &self.amqp.queue),
             ("amqp.dead_letter_exchange", &self.amqp.dead_letter_exchange),
             ("amqp.dead_letter_queue", &self.amqp.dead_letter_queue),
+            ("amqp.groups_queue", &self.amqp.groups_queue),
             ("amqp.default_reply_routing_key", &self.amqp.default_reply_routing_key),
         ] {
             if value.is_empty() || value.len() > 255 {
@@ -319,6 +355,16 @@ impl Config {
         }
         if !(p.stop_tolerance.is_finite() && p.stop_tolerance >= 0.0) {
             return invalid("pipeline.stop_tolerance", "must be a number >= 0");
+        }
+        let scale = &self.scale;
+        if scale.shared_groups_prefetch == 0 {
+            return invalid("scale.shared_groups_prefetch", "must be at least 1");
+        }
+        if scale.shared_group_timeout_secs == 0 || scale.shared_group_timeout_secs >= p.job_stall_timeout_secs {
+            return invalid(
+                "scale.shared_group_timeout_secs",
+                "must be at least 1 and less than pipeline.job_stall_timeout_secs",
+            );
         }
         if self.shutdown.grace_period_secs == 0 {
             return invalid("shutdown.grace_period_secs", "must be at least 1");
@@ -420,6 +466,13 @@ mod tests {
         assert!(zero.to_string().starts_with("amqp.prefetch"), "{zero}");
         let scheme = Config::load(None, env(&[("QRANK_AMQP__URL", "http://x")])).unwrap_err();
         assert!(scheme.to_string().starts_with("amqp.url"), "{scheme}");
+        let timeout = Config::load(None, env(&[("QRANK_SCALE__SHARED_GROUP_TIMEOUT_SECS", "300")])).unwrap_err();
+        assert!(
+            timeout
+                .to_string()
+                .contains("less than pipeline.job_stall_timeout_secs"),
+            "{timeout}"
+        );
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub async fn run(
         metrics: metrics.clone(),
         health: Arc::default(),
         comparator,
+        shared_groups: Arc::default(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(
         None,

@@ -15,4 +15,6 @@ pub mod message_type {
     pub const RANK_JOB: &str = "qrank.v1.RankJob";
     pub const RANK_RESULT: &str = "qrank.v1.RankResult";
     pub const RANK_PROGRESS: &str = "qrank.v1.RankProgress";
+    pub const GROUP_TASK: &str = "qrank.v1.GroupTask";
+    pub const GROUP_ANSWER: &str = "qrank.v1.GroupAnswer";
 }

@@ -30,7 +30,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::inference::Task;
+use super::inference::{CompareReply, Task};
 use super::lister::{self, Lister, ListerMsg};
 use super::loader::Load;
 use super::publisher::{Outgoing, PublisherMsg};
@@ -38,6 +38,7 @@ use super::ranker::RankerMsg;
 use super::scheduler::{self, Scheduler, SchedulerMsg};
 use super::{loader_name, lookup, INFERENCE, PUBLISHER, RANKER};
 use crate::pipeline::{FileError, Progress, Report, Stats};
+use crate::service::shared_groups;
 use crate::service::wire::{failed_result, ranked_result, JobSpec};
 use crate::service::Context;
 
@@ -51,15 +52,31 @@ pub enum CoordinatorMsg {
     /// A batch of the listing; `true` when it is the last.
     Listed(Vec<Result<ObjectMeta, FileError>>, bool),
     ListFailed(String),
-    Loaded(Result<Image, FileError>),
+    /// An image loaded (or not), with its location in the source's store.
+    Loaded(object_store::path::Path, Result<Image, FileError>),
     Scored(String, Result<f64, FileError>),
     /// The next round of groups, and the job's total planned calls.
     Round(Vec<Group>, usize),
     Compared(Group, Result<GroupOutcome, String>),
+    /// Another replica's answer to one of this job's shared groups, by task id.
+    Answered(u64, Result<GroupOutcome, String>),
     Ranked(Result<Ranking, String>),
 }
 
 pub struct Coordinator;
+
+/// A job whose groups go to the shared queue: its key in correlation ids, and the groups
+/// published and not yet answered, by task id.
+pub struct Sharing {
+    key: u64,
+    next_task: u64,
+    pending: HashMap<u64, PendingGroup>,
+}
+
+struct PendingGroup {
+    group: Group,
+    published: Instant,
+}
 
 /// Where a finished job's answer goes.
 pub enum Reply {
@@ -95,13 +112,18 @@ pub struct State {
     next_loader: usize,
     loading_done: bool,
     scored: Vec<(String, f64)>,
-    prepared: Vec<Image>,
+    /// Loaded images, with their locations in the source's store.
+    prepared: Vec<(Image, String)>,
     errors: Vec<FileError>,
     num_listed: u64,
     num_loaded: u64,
     // Comparing.
     scheduler: Option<ActorRef<SchedulerMsg>>,
     images: Arc<Vec<Image>>,
+    /// Each image's location in the source's store, in the order of `images`.
+    locations: Vec<String>,
+    /// Set when this job's groups go to the shared queue (`service::shared_groups`).
+    sharing: Option<Sharing>,
     round: VecDeque<Group>,
     resumable: HashMap<Vec<String>, Vec<Stage>>,
     unsaved: Vec<ComparisonRecord>,
@@ -142,6 +164,8 @@ impl Actor for Coordinator {
             num_loaded: 0,
             scheduler: None,
             images: Arc::new(Vec::new()),
+            locations: Vec::new(),
+            sharing: None,
             round: VecDeque::new(),
             resumable: HashMap::new(),
             unsaved: Vec::new(),
@@ -180,6 +204,13 @@ impl Actor for Coordinator {
         Ok(())
     }
 
+    async fn post_stop(&self, _myself: ActorRef<CoordinatorMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        if let Some(sharing) = &state.sharing {
+            state.ctx.shared_groups.unregister(sharing.key);
+        }
+        Ok(())
+    }
+
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<CoordinatorMsg>,
@@ -212,6 +243,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                 // A message lost with a crashed helper would otherwise hold the job forever.
                 return Err(anyhow!("no progress for {} s", stall.as_secs()));
             }
+            republish_late(state);
         }
         CoordinatorMsg::Listed(batch, last) => {
             for item in batch {
@@ -229,13 +261,13 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             loading_finished(myself, state).await?;
         }
         CoordinatorMsg::ListFailed(reason) => return Err(anyhow!(reason)),
-        CoordinatorMsg::Loaded(Ok(image)) => {
+        CoordinatorMsg::Loaded(location, Ok(image)) => {
             state.num_loaded += 1;
             if let Some(progress) = local_progress(state) {
                 progress.loaded(&image.name);
             }
             if state.ctx.compares_groups() {
-                state.prepared.push(image);
+                state.prepared.push((image, location.as_ref().to_owned()));
                 state.in_flight -= 1;
             } else {
                 let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
@@ -247,7 +279,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             load_more(myself, state);
             loading_finished(myself, state).await?;
         }
-        CoordinatorMsg::Loaded(Err(e)) => {
+        CoordinatorMsg::Loaded(_, Err(e)) => {
             if let Some(progress) = local_progress(state) {
                 progress.loaded(&e.name);
             }
@@ -276,30 +308,12 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             ask_more(myself, state)?;
             round_finished(state).await?;
         }
-        CoordinatorMsg::Compared(group, outcome) => {
-            state.in_flight -= 1;
-            if let Some(progress) = local_progress(state) {
-                progress.compared();
+        CoordinatorMsg::Compared(group, outcome) => compared(myself, state, group, outcome).await?,
+        CoordinatorMsg::Answered(task_id, outcome) => {
+            // A second answer to a task asked again is ignored.
+            if let Some(group) = state.sharing.as_mut().and_then(|s| s.pending.remove(&task_id)) {
+                compared(myself, state, group.group, outcome).await?;
             }
-            match outcome {
-                Ok(outcome) => {
-                    state.num_groups += 1;
-                    state.ctx.metrics.groups_answered.inc();
-                    state.unsaved.push(ComparisonRecord {
-                        items: group_names(&state.images, &group),
-                        stages: outcome.stages.clone(),
-                        criterion: Some(state.spec.criterion.clone()),
-                        model: Some(state.ctx.comparator.model_id()),
-                    });
-                    scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
-                    if state.unsaved.len() >= state.ctx.config.pipeline.checkpoint_every_groups {
-                        save_checkpoint(state).await?;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "comparison failed; the group is skipped"),
-            }
-            ask_more(myself, state)?;
-            round_finished(state).await?;
         }
         CoordinatorMsg::Ranked(ranking) => {
             let mut ranking = ranking.map_err(|e| anyhow!(e))?;
@@ -333,6 +347,40 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             state.ctx.metrics.jobs_completed.with_label_values(&["ranked"]).inc();
         }
     }
+    Ok(())
+}
+
+/// A group's answer, from this replica's inference worker or another's: record it, checkpoint
+/// now and then, and ask for more.
+async fn compared(
+    myself: &ActorRef<CoordinatorMsg>,
+    state: &mut State,
+    group: Group,
+    outcome: Result<GroupOutcome, String>,
+) -> Result<()> {
+    state.in_flight -= 1;
+    if let Some(progress) = local_progress(state) {
+        progress.compared();
+    }
+    match outcome {
+        Ok(outcome) => {
+            state.num_groups += 1;
+            state.ctx.metrics.groups_answered.inc();
+            state.unsaved.push(ComparisonRecord {
+                items: group_names(&state.images, &group),
+                stages: outcome.stages.clone(),
+                criterion: Some(state.spec.criterion.clone()),
+                model: Some(state.ctx.comparator.model_id()),
+            });
+            scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
+            if state.unsaved.len() >= state.ctx.config.pipeline.checkpoint_every_groups {
+                save_checkpoint(state).await?;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "comparison failed; the group is skipped"),
+    }
+    ask_more(myself, state)?;
+    round_finished(state).await?;
     Ok(())
 }
 
@@ -443,10 +491,25 @@ async fn loading_finished(myself: &ActorRef<CoordinatorMsg>, state: &mut State) 
         ranker()?.cast(RankerMsg::Scores(std::mem::take(&mut state.scored), myself.clone()))?;
         return Ok(());
     }
-    let mut images = std::mem::take(&mut state.prepared);
-    images.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut prepared = std::mem::take(&mut state.prepared);
+    prepared.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let (images, locations): (Vec<Image>, Vec<String>) = prepared.into_iter().unzip();
     let names = images.iter().map(|image| image.name.clone()).collect();
+    let share_from = state.ctx.config.scale.share_groups_from_images;
+    let from_broker = matches!(state.reply, Some(Reply::Broker { .. }));
+    if from_broker && share_from > 0 && images.len() as u64 >= share_from {
+        tracing::info!(
+            num_images = images.len(),
+            "sharing this job's groups with every replica"
+        );
+        state.sharing = Some(Sharing {
+            key: state.ctx.shared_groups.register(myself),
+            next_task: 0,
+            pending: HashMap::new(),
+        });
+    }
     state.images = Arc::new(images);
+    state.locations = locations;
     let (scheduler, _) = Actor::spawn_linked(
         None,
         Scheduler,
@@ -486,19 +549,87 @@ fn ask_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> 
             scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
             continue;
         }
-        let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
-        worker
-            .cast(Task::Compare {
-                images: state.images.clone(),
-                group,
-                criterion: state.spec.criterion.clone(),
-                reply_to: myself.clone(),
-            })
-            .map_err(|_| anyhow!("the inference worker stopped"))?;
+        if let Some(sharing) = state.sharing.as_mut() {
+            let task_id = sharing.next_task;
+            sharing.next_task += 1;
+            publish_shared(state, task_id, &group, "first");
+            let published = Instant::now();
+            if let Some(sharing) = state.sharing.as_mut() {
+                sharing.pending.insert(task_id, PendingGroup { group, published });
+            }
+        } else {
+            let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
+            worker
+                .cast(Task::Compare {
+                    images: state.images.clone(),
+                    group,
+                    criterion: state.spec.criterion.clone(),
+                    reply_to: CompareReply::Coordinator(myself.clone()),
+                })
+                .map_err(|_| anyhow!("the inference worker stopped"))?;
+        }
         state.num_model_calls += 1;
         state.in_flight += 1;
     }
     Ok(())
+}
+
+/// Put one of the job's groups on the shared queue, answered to this replica's reply queue. Best
+/// effort: while there is no connection (no reply queue) or the publish is lost, the group's
+/// answer is late, and [`republish_late`] puts it on the queue again.
+fn publish_shared(state: &State, task_id: u64, group: &Group, attempt: &'static str) {
+    let (Some(sharing), Some(reply_queue), Some(publisher)) = (
+        &state.sharing,
+        state.ctx.shared_groups.reply_queue(),
+        lookup::<PublisherMsg>(PUBLISHER),
+    ) else {
+        return;
+    };
+    let locations = group
+        .items
+        .iter()
+        .map(|&i| state.locations[i as usize].clone())
+        .collect();
+    let task = shared_groups::task(
+        &state.spec.job_id,
+        task_id,
+        state.spec.source.store_root(),
+        locations,
+        &state.spec.criterion,
+    );
+    let outgoing = Outgoing {
+        exchange: String::new(),
+        routing_key: state.ctx.config.amqp.groups_queue.clone(),
+        payload: task.encode_to_vec(),
+        properties: shared_groups::task_properties(&reply_queue, &shared_groups::correlation_id(sharing.key, task_id)),
+    };
+    if publisher.cast(PublisherMsg::Publish(Box::new(outgoing), None)).is_ok() {
+        state
+            .ctx
+            .metrics
+            .shared_groups_published
+            .with_label_values(&[attempt])
+            .inc();
+    }
+}
+
+/// Publish again every shared group whose answer is later than `scale.shared_group_timeout_secs`.
+fn republish_late(state: &mut State) {
+    let timeout = Duration::from_secs(state.ctx.config.scale.shared_group_timeout_secs);
+    let Some(sharing) = &state.sharing else { return };
+    let late: Vec<(u64, Group)> = sharing
+        .pending
+        .iter()
+        .filter(|(_, pending)| pending.published.elapsed() > timeout)
+        .map(|(&task_id, pending)| (task_id, pending.group.clone()))
+        .collect();
+    for (task_id, group) in late {
+        tracing::info!(task_id, "a shared group's answer is late; publishing it again");
+        publish_shared(state, task_id, &group, "again");
+        if let Some(pending) = state.sharing.as_mut().and_then(|s| s.pending.get_mut(&task_id)) {
+            pending.published = Instant::now();
+        }
+    }
 }
 
 /// At the end of a round, checkpoint and ask for the next one.

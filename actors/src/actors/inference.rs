@@ -13,7 +13,7 @@ use engine::compare::{Comparator, Criterion, GroupOutcome};
 use engine::image::Image;
 use engine::schedule::Group;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::coordinator::CoordinatorMsg;
 use crate::pipeline::FileError;
@@ -29,8 +29,16 @@ pub enum Task {
         images: Arc<Vec<Image>>,
         group: Group,
         criterion: Criterion,
-        reply_to: ActorRef<CoordinatorMsg>,
+        reply_to: CompareReply,
     },
+}
+
+/// Where a group's answer goes.
+pub enum CompareReply {
+    /// The job's coordinator, on this replica.
+    Coordinator(ActorRef<CoordinatorMsg>),
+    /// A shared group taken from the queue, answered to the replica that asked.
+    Shared(oneshot::Sender<Result<GroupOutcome, String>>),
 }
 
 pub struct InferenceWorker;
@@ -134,7 +142,14 @@ fn run(task: Task, comparator: &dyn Comparator, metrics: &Metrics) {
             if let Some(stats) = comparator.cache_stats() {
                 metrics.observe_cache(stats);
             }
-            let _ = reply_to.cast(CoordinatorMsg::Compared(group, outcome));
+            match reply_to {
+                CompareReply::Coordinator(coordinator) => {
+                    let _ = coordinator.cast(CoordinatorMsg::Compared(group, outcome));
+                }
+                CompareReply::Shared(reply) => {
+                    let _ = reply.send(outcome);
+                }
+            }
         }
     }
 }

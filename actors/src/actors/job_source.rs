@@ -7,18 +7,18 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
-use lapin::types::AMQPValue;
+use lapin::options::BasicNackOptions;
 use lapin::Acker;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::coordinator::{self, Coordinator, CoordinatorMsg, Reply};
-use super::publisher::{Outgoing, PublisherMsg};
+use super::publisher::PublisherMsg;
 use super::{lookup, PUBLISHER};
 use crate::service::broker::{self, Control};
-use crate::service::wire::{decode_job, Poison};
+use crate::service::dead_letter::dead_letter;
+use crate::service::wire::decode_job;
 use crate::service::Context;
 
 /// How long closing waits for the connection task.
@@ -171,7 +171,8 @@ async fn take(myself: &ActorRef<JobSourceMsg>, delivery: Delivery, state: &mut S
                 ctx.config.amqp.dead_letter_exchange.clone(),
                 ctx.config.amqp.queue.clone(),
                 delivery,
-                poison,
+                poison.to_string(),
+                poison.label(),
             ));
             return;
         }
@@ -201,46 +202,6 @@ async fn take(myself: &ActorRef<JobSourceMsg>, delivery: Delivery, state: &mut S
             tracing::error!(error = %e, "could not start a job coordinator");
             nack(&delivery.acker, true).await;
         }
-    }
-}
-
-/// Re-publish a poison message to the dead-letter exchange with the reason in its headers, then
-/// ack it. If that publish fails, reject it so the broker dead-letters it (without the reason).
-async fn dead_letter(exchange: String, queue: String, delivery: Delivery, poison: Poison) {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        "x-qrank-reason".into(),
-        AMQPValue::LongString(poison.to_string().into()),
-    );
-    headers.insert(
-        "x-qrank-error-type".into(),
-        AMQPValue::LongString(poison.label().into()),
-    );
-    let outgoing = Outgoing {
-        exchange,
-        routing_key: queue,
-        payload: delivery.data.clone(),
-        properties: delivery.properties.clone().with_headers(headers),
-    };
-    let published = match lookup::<PublisherMsg>(PUBLISHER) {
-        Some(publisher) => publisher
-            .call(
-                |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
-                Some(Duration::from_secs(30)),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .is_some_and(|r| r.is_ok()),
-        None => false,
-    };
-    let settled = if published {
-        delivery.acker.ack(BasicAckOptions::default()).await
-    } else {
-        delivery.acker.reject(BasicRejectOptions { requeue: false }).await
-    };
-    if let Err(e) = settled {
-        tracing::warn!(error = %e, "settling a poison message failed; it will be redelivered");
     }
 }
 

@@ -38,7 +38,7 @@ impl Actor for Loader {
         if image.is_ok() {
             ctx.metrics.images_loaded.inc();
         }
-        let _ = load.reply_to.cast(CoordinatorMsg::Loaded(image));
+        let _ = load.reply_to.cast(CoordinatorMsg::Loaded(load.meta.location, image));
         Ok(())
     }
 }

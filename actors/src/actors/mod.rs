@@ -10,13 +10,18 @@
 //!     -> publisher (result with publisher confirms) -> ack
 //! ```
 //!
-//! The supervisor owns the long-lived actors (publisher, ranker, inference worker, loaders, job
-//! source), restarts any that crashes and counts it. Long-lived actors are found by their
+//! A job too large for one replica shares its groups (`service::shared_groups`): its
+//! coordinator publishes them to a work queue instead of the inference worker, and the
+//! group server of every replica judges them and answers.
+//!
+//! The supervisor owns the long-lived actors (publisher, ranker, inference worker, loaders, group
+//! server, job source), restarts any that crashes and counts it. Long-lived actors are found by their
 //! registered name, so a restarted one is reached without telling anyone its new address.
 //! A failure inside one job never makes a handler return `Err`: it becomes a message back to
 //! the job's coordinator, a metric, and an error in the job's result.
 
 pub mod coordinator;
+pub mod group_server;
 pub mod inference;
 pub mod job_source;
 pub mod lister;
@@ -32,6 +37,7 @@ pub const PUBLISHER: &str = "qrank.publisher";
 pub const RANKER: &str = "qrank.ranker";
 pub const INFERENCE: &str = "qrank.inference";
 pub const JOB_SOURCE: &str = "qrank.job_source";
+pub const GROUP_SERVER: &str = "qrank.group_server";
 
 pub fn loader_name(index: usize) -> String {
     format!("qrank.loader.{index}")

@@ -1,19 +1,20 @@
 //! The root of the long-lived actors. It starts them downstream first (publisher, ranker,
-//! inference worker, loaders, then the job source that feeds them), restarts any that crashes
-//! under the same registered name, and counts restarts by role. `qrank rank` starts the same
-//! tree without the broker's two (publisher and job source).
+//! inference worker, loaders, group server, then the job source that feeds them), restarts any
+//! that crashes under the same registered name, and counts restarts by role. `qrank rank` starts
+//! the same tree without the broker's three (publisher, group server and job source).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use super::group_server::GroupServer;
 use super::inference::InferenceWorker;
 use super::job_source::JobSource;
 use super::loader::Loader;
 use super::publisher::Publisher;
 use super::ranker::Ranker;
-use super::{loader_name, INFERENCE, JOB_SOURCE, PUBLISHER, RANKER};
+use super::{loader_name, GROUP_SERVER, INFERENCE, JOB_SOURCE, PUBLISHER, RANKER};
 use crate::service::Context;
 
 /// Wait before retrying a restart that failed (e.g. the old name not yet released).
@@ -25,6 +26,7 @@ pub enum Role {
     Ranker,
     Inference,
     Loader(usize),
+    GroupServer,
     JobSource,
 }
 
@@ -36,6 +38,7 @@ impl Role {
             Role::Ranker => "ranker",
             Role::Inference => "inference",
             Role::Loader(_) => "loader",
+            Role::GroupServer => "group_server",
             Role::JobSource => "job_source",
         }
     }
@@ -72,8 +75,8 @@ impl Actor for Supervisor {
         let roles = [Role::Publisher, Role::Ranker, Role::Inference]
             .into_iter()
             .chain(loaders)
-            .chain([Role::JobSource])
-            .filter(|role| args.with_broker || !matches!(role, Role::Publisher | Role::JobSource));
+            .chain([Role::GroupServer, Role::JobSource])
+            .filter(|role| args.with_broker || !matches!(role, Role::Publisher | Role::GroupServer | Role::JobSource));
         for role in roles {
             let id = spawn(&myself, &state.ctx, role).await?;
             state.children.insert(id, role);
@@ -145,6 +148,10 @@ async fn spawn(myself: &ActorRef<SupervisorMsg>, ctx: &Context, role: Role) -> R
             .0
             .get_id(),
         Role::Loader(index) => Actor::spawn_linked(Some(loader_name(index)), Loader, args, supervisor)
+            .await?
+            .0
+            .get_id(),
+        Role::GroupServer => Actor::spawn_linked(Some(GROUP_SERVER.into()), GroupServer, args, supervisor)
             .await?
             .0
             .get_id(),

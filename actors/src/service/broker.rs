@@ -1,17 +1,19 @@
 //! The broker connection: declare the topology, consume jobs, hand a confirming channel to the
 //! publisher, and reconnect with exponential backoff whenever the broker goes away.
 //!
-//! One task owns the connection. It forwards each delivery to the job source actor, and it
-//! obeys a [`Control`] signal: `Draining` cancels the consumer (in-flight jobs can still be
-//! acked), `Closing` closes the connection, which returns any unacked job to the queue.
+//! One task owns the connection. It forwards each job delivery to the job source actor, each
+//! shared-group task to the group server, and each answer to a shared group to the job waiting
+//! for it (`service::shared_groups`), and it obeys a [`Control`] signal: `Draining` cancels the
+//! job and group consumers (in-flight jobs can still be acked, and still receive answers),
+//! `Closing` closes the connection, which returns any unacked job or group task to its queue.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -19,8 +21,10 @@ use ractor::ActorRef;
 use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
+use crate::actors::group_server::GroupServerMsg;
 use crate::actors::job_source::JobSourceMsg;
 use crate::actors::publisher::PublisherMsg;
+use crate::actors::{lookup, GROUP_SERVER};
 use crate::config::{redact_url, AmqpConfig};
 
 use super::Context as ServiceContext;
@@ -98,6 +102,15 @@ pub async fn declare_topology(channel: &Channel, amqp: &AmqpConfig) -> Result<()
         )
         .await
         .context("binding the dead-letter queue")?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
+    );
+    channel
+        .queue_declare(amqp.groups_queue.as_str().into(), durable_queue, arguments)
+        .await
+        .context("declaring the shared groups queue")?;
     Ok(())
 }
 
@@ -118,6 +131,18 @@ struct Session {
     channel: Channel,
     consumer: lapin::Consumer,
     consumer_tag: String,
+    /// Shared-group tasks, when this replica serves them: on a channel of their own, for their
+    /// own prefetch.
+    groups: Option<Consuming>,
+    /// Answers to this replica's shared groups, when it shares any.
+    replies: Option<Consuming>,
+}
+
+/// A consumer and the channel it runs on.
+struct Consuming {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    tag: String,
 }
 
 async fn open_session(ctx: &ServiceContext, publisher: &ActorRef<PublisherMsg>) -> Result<Session> {
@@ -152,12 +177,75 @@ async fn open_session(ctx: &ServiceContext, publisher: &ActorRef<PublisherMsg>) 
         )
         .await
         .context("consuming the job queue")?;
+    let groups = if ctx.config.scale.serve_shared_groups && ctx.compares_groups() {
+        Some(consume_groups(&connection, ctx).await?)
+    } else {
+        None
+    };
+    let replies = if ctx.config.scale.share_groups_from_images > 0 {
+        Some(consume_replies(&connection, ctx).await?)
+    } else {
+        None
+    };
     Ok(Session {
         connection,
         channel,
         consumer,
         consumer_tag,
+        groups,
+        replies,
     })
+}
+
+/// Take shared-group tasks, `scale.shared_groups_prefetch` at a time.
+async fn consume_groups(connection: &Connection, ctx: &ServiceContext) -> Result<Consuming> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(ctx.config.scale.shared_groups_prefetch, BasicQosOptions::default())
+        .await
+        .context("setting the shared groups prefetch")?;
+    let tag = format!("qrank-groups-{}-{}", std::process::id(), rand_suffix());
+    let consumer = channel
+        .basic_consume(
+            ctx.config.amqp.groups_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context("consuming the shared groups queue")?;
+    Ok(Consuming { channel, consumer, tag })
+}
+
+/// This connection's reply queue for answers to shared groups: server-named, exclusive, gone
+/// with the connection. Answers are not acked: one lost is asked for again.
+async fn consume_replies(connection: &Connection, ctx: &ServiceContext) -> Result<Consuming> {
+    let channel = connection.create_channel().await?;
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = channel
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await
+        .context("declaring the reply queue")?;
+    let tag = format!("qrank-replies-{}-{}", std::process::id(), rand_suffix());
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let consumer = channel
+        .basic_consume(
+            queue.name().as_str().into(),
+            tag.as_str().into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .context("consuming the reply queue")?;
+    ctx.shared_groups.set_reply_queue(Some(queue.name().to_string()));
+    Ok(Consuming { channel, consumer, tag })
 }
 
 fn rand_suffix() -> u64 {
@@ -187,18 +275,22 @@ pub async fn run(
                 backoff = min_backoff;
                 set_connected(&ctx, true);
                 tracing::info!(queue = %amqp.queue, prefetch = amqp.prefetch, "consuming jobs");
-                let ended = consume(&mut session, &job_source, &mut control).await;
+                let ended = consume(&ctx, &mut session, &job_source, &mut control).await;
                 set_connected(&ctx, false);
                 if ended == Ended::SourceGone {
+                    ctx.shared_groups.set_reply_queue(None);
                     let _ = session.connection.close(200, "job source restarted".into()).await;
                     return;
                 }
                 if ended == Ended::Draining {
-                    // Draining: keep the connection for the in-flight acks until told to close.
-                    let _ = control.wait_for(|c| *c == Control::Closing).await;
+                    // Draining: keep the connection for the in-flight acks, and the answers to
+                    // in-flight jobs' shared groups, until told to close.
+                    route_replies_until_closing(&ctx, &mut session, &mut control).await;
+                    ctx.shared_groups.set_reply_queue(None);
                     let _ = session.connection.close(200, "shutting down".into()).await;
                     return;
                 }
+                ctx.shared_groups.set_reply_queue(None);
                 ctx.metrics.amqp_reconnects.inc();
                 let _ = session.connection.close(200, "reconnecting".into()).await;
                 tracing::warn!("lost the broker connection; reconnecting");
@@ -223,12 +315,37 @@ pub async fn run(
 
 /// Forward deliveries until the connection is lost, draining starts or the job source is gone.
 async fn consume(
+    ctx: &ServiceContext,
     session: &mut Session,
     job_source: &ActorRef<JobSourceMsg>,
     control: &mut watch::Receiver<Control>,
 ) -> Ended {
     loop {
         tokio::select! {
+            task = next_delivery(&mut session.groups) => match task {
+                Some(Ok(task)) => match lookup::<GroupServerMsg>(GROUP_SERVER) {
+                    Some(server) => {
+                        let _ = server.cast(GroupServerMsg::Delivery(Box::new(task)));
+                    }
+                    // Between a crash and the restart: the task goes back to the queue.
+                    None => {
+                        let _ = task.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+                    }
+                },
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "shared groups consumer failed");
+                    return Ended::Lost;
+                }
+                None => return Ended::Lost,
+            },
+            answer = next_delivery(&mut session.replies) => match answer {
+                Some(Ok(answer)) => ctx.shared_groups.route(&answer),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "reply consumer failed");
+                    return Ended::Lost;
+                }
+                None => return Ended::Lost,
+            },
             delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
                     if job_source.cast(JobSourceMsg::Delivery(Box::new(delivery))).is_err() {
@@ -254,11 +371,44 @@ async fn consume(
                 if let Err(e) = cancel {
                     tracing::warn!(error = %e, "cancelling the consumer");
                 }
+                if let Some(groups) = &session.groups {
+                    let cancel = groups.channel.basic_cancel(groups.tag.as_str().into(), BasicCancelOptions::default()).await;
+                    if let Err(e) = cancel {
+                        tracing::warn!(error = %e, "cancelling the shared groups consumer");
+                    }
+                }
                 tracing::info!("stopped consuming jobs");
                 return Ended::Draining;
             }
         }
     }
+}
+
+/// The next delivery of an optional consumer; never, when there is none.
+async fn next_delivery(consuming: &mut Option<Consuming>) -> Option<lapin::Result<lapin::message::Delivery>> {
+    match consuming {
+        Some(consuming) => consuming.consumer.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// While draining: route answers to the jobs still in flight until told to close (or the
+/// connection goes).
+async fn route_replies_until_closing(
+    ctx: &ServiceContext,
+    session: &mut Session,
+    control: &mut watch::Receiver<Control>,
+) {
+    loop {
+        tokio::select! {
+            answer = next_delivery(&mut session.replies) => match answer {
+                Some(Ok(answer)) => ctx.shared_groups.route(&answer),
+                _ => break,
+            },
+            _ = control.wait_for(|c| *c == Control::Closing) => break,
+        }
+    }
+    let _ = control.wait_for(|c| *c == Control::Closing).await;
 }
 
 /// Wait until told to stop consuming; true when the job source (the sender) is gone instead.

@@ -49,6 +49,14 @@ pub struct Metrics {
     pub groups_answered: IntCounter,
     pub groups_resumed: IntCounter,
     pub ranker_fit: Histogram,
+    /// Groups of this replica's jobs put on the shared queue, by `attempt`: first, or again
+    /// after a late answer. Many `again` means answers are lost or replicas too slow for
+    /// `scale.shared_group_timeout_secs`.
+    pub shared_groups_published: IntCounterVec,
+    /// Shared groups this replica took from the queue, by `outcome`: answered (with the
+    /// comparator's outcome), failed (answered with an error: an image could not be read, the
+    /// model failed), poison (dead-lettered), or requeued (the answer could not be published).
+    pub shared_groups_served: IntCounterVec,
     /// 1 while connected to the broker.
     pub amqp_connected: IntGauge,
     pub amqp_reconnects: IntCounter,
@@ -137,6 +145,16 @@ impl Metrics {
                 "Groups answered from a checkpoint instead of the comparator",
             )?,
             ranker_fit: seconds("qrank_ranker_fit_seconds", "Time of one ranking fit")?,
+            shared_groups_published: counter_vec(
+                "qrank_shared_groups_published_total",
+                "Groups of this replica's jobs put on the shared queue, by attempt",
+                "attempt",
+            )?,
+            shared_groups_served: counter_vec(
+                "qrank_shared_groups_served_total",
+                "Shared groups taken from the queue, by outcome",
+                "outcome",
+            )?,
             amqp_connected: gauge("qrank_amqp_connected", "1 while connected to the broker")?,
             amqp_reconnects: counter("qrank_amqp_reconnects_total", "Connections to the broker lost")?,
             amqp_published: counter_vec(

@@ -10,10 +10,12 @@ use engine::compare::Comparator;
 use crate::config::Config;
 
 pub mod broker;
+pub mod dead_letter;
 pub mod http;
 pub mod job_output;
 pub mod metrics;
 pub mod run;
+pub mod shared_groups;
 pub mod wire;
 
 /// What every actor of the service shares.
@@ -23,6 +25,8 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     pub health: Arc<Health>,
     pub comparator: Arc<dyn Comparator>,
+    /// Where answers to shared groups come back, and who waits for them.
+    pub shared_groups: Arc<shared_groups::SharedGroups>,
 }
 
 impl std::fmt::Debug for Context {

@@ -98,6 +98,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics,
         health: health.clone(),
         comparator,
+        shared_groups: Arc::default(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(
         Some("qrank.supervisor".into()),

@@ -39,6 +39,33 @@ impl Poison {
     }
 }
 
+/// A message's `criterion` and `custom_question` as the comparator's [`Criterion`].
+pub fn criterion_from_wire(criterion: i32, custom_question: String) -> Result<Criterion, String> {
+    Ok(match v1::Criterion::try_from(criterion) {
+        Ok(v1::Criterion::Overall) => Criterion::Overall,
+        Ok(v1::Criterion::Sharpness) => Criterion::Sharpness,
+        Ok(v1::Criterion::Noise) => Criterion::Noise,
+        Ok(v1::Criterion::Exposure) => Criterion::Exposure,
+        Ok(v1::Criterion::Colour) => Criterion::Colour,
+        Ok(v1::Criterion::Custom) if !custom_question.trim().is_empty() => Criterion::Custom(custom_question),
+        Ok(v1::Criterion::Custom) => return Err("CRITERION_CUSTOM needs a custom_question".into()),
+        Err(_) => return Err(format!("unknown criterion {criterion}")),
+    })
+}
+
+/// The inverse of [`criterion_from_wire`]: the `criterion` and `custom_question` fields.
+pub fn criterion_to_wire(criterion: &Criterion) -> (i32, String) {
+    let (kind, question) = match criterion {
+        Criterion::Overall => (v1::Criterion::Overall, String::new()),
+        Criterion::Sharpness => (v1::Criterion::Sharpness, String::new()),
+        Criterion::Noise => (v1::Criterion::Noise, String::new()),
+        Criterion::Exposure => (v1::Criterion::Exposure, String::new()),
+        Criterion::Colour => (v1::Criterion::Colour, String::new()),
+        Criterion::Custom(question) => (v1::Criterion::Custom, question.clone()),
+    };
+    (kind as i32, question)
+}
+
 /// Which of the ranked images the result lists.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Selection {
@@ -110,16 +137,7 @@ fn check_job(job: RankJob, defaults: &PipelineConfig, default_reply: &str) -> Re
         return Err(format!("key {key:?} must be a relative path without `..`"));
     }
     check_no_stray_mode_field(&job)?;
-    let criterion = match v1::Criterion::try_from(job.criterion) {
-        Ok(v1::Criterion::Overall) => Criterion::Overall,
-        Ok(v1::Criterion::Sharpness) => Criterion::Sharpness,
-        Ok(v1::Criterion::Noise) => Criterion::Noise,
-        Ok(v1::Criterion::Exposure) => Criterion::Exposure,
-        Ok(v1::Criterion::Colour) => Criterion::Colour,
-        Ok(v1::Criterion::Custom) if !job.custom_question.trim().is_empty() => Criterion::Custom(job.custom_question),
-        Ok(v1::Criterion::Custom) => return Err("CRITERION_CUSTOM needs a custom_question".into()),
-        Err(_) => return Err(format!("unknown criterion {}", job.criterion)),
-    };
+    let criterion = criterion_from_wire(job.criterion, job.custom_question)?;
     let budget = match job.budget_calls_per_image {
         0.0 => defaults.default_budget_calls_per_image,
         b if b.is_finite() && b > 0.0 => b,

@@ -103,6 +103,12 @@ impl Source {
         }
     }
 
+    /// The root that object locations are relative to: the URL's scheme and bucket, or the
+    /// folder. Opening it again gives a source that reads the same locations.
+    pub fn store_root(&self) -> &str {
+        &self.display_base
+    }
+
     /// The name a user sees for `location`.
     pub fn display_name(&self, location: &Path) -> String {
         format!("{}{}", self.display_base, location)

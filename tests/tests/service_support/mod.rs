@@ -54,6 +54,8 @@ pub struct Sandbox {
     pub queue: String,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
+    /// The work queue of shared groups.
+    pub groups_queue: String,
     /// S3 key prefix, without a trailing slash.
     pub prefix: String,
 }
@@ -68,6 +70,7 @@ impl Sandbox {
             queue: format!("qrank.test.{id}.jobs"),
             dead_letter_exchange: format!("qrank.test.{id}.dlx"),
             dead_letter_queue: format!("qrank.test.{id}.dead"),
+            groups_queue: format!("qrank.test.{id}.groups"),
             prefix: format!("qrank-tests/{id}"),
         }
     }
@@ -135,6 +138,7 @@ impl Sandbox {
             ("QRANK_AMQP__QUEUE", &self.queue),
             ("QRANK_AMQP__DEAD_LETTER_EXCHANGE", &self.dead_letter_exchange),
             ("QRANK_AMQP__DEAD_LETTER_QUEUE", &self.dead_letter_queue),
+            ("QRANK_AMQP__GROUPS_QUEUE", &self.groups_queue),
             ("AWS_ENDPOINT", &s.s3.endpoint),
             ("AWS_ALLOW_HTTP", "true"),
             ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
@@ -151,7 +155,11 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let (servers, prefix) = (self.servers.clone(), self.prefix.clone());
-        let queues = [self.queue.clone(), self.dead_letter_queue.clone()];
+        let queues = [
+            self.queue.clone(),
+            self.dead_letter_queue.clone(),
+            self.groups_queue.clone(),
+        ];
         let exchanges = [self.exchange.clone(), self.dead_letter_exchange.clone()];
         // A thread of its own: Drop may run inside the test's runtime, which cannot block.
         let cleanup = std::thread::spawn(move || {
@@ -375,6 +383,7 @@ pub struct Broker {
     exchange: String,
     queue: String,
     dead_letter_queue: String,
+    groups_queue: String,
 }
 
 impl Broker {
@@ -408,6 +417,7 @@ impl Broker {
             exchange: sandbox.exchange.clone(),
             queue: sandbox.queue.clone(),
             dead_letter_queue: sandbox.dead_letter_queue.clone(),
+            groups_queue: sandbox.groups_queue.clone(),
         }
     }
 
@@ -467,6 +477,22 @@ impl Broker {
             .basic_publish(
                 self.exchange.as_str().into(),
                 self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publishing")
+            .await
+            .expect("the broker confirms the publish");
+    }
+
+    /// Publish any body to the shared groups queue (on the default exchange).
+    pub async fn publish_group_task(&self, body: &[u8], properties: BasicProperties) {
+        self.channel
+            .basic_publish(
+                "".into(),
+                self.groups_queue.as_str().into(),
                 BasicPublishOptions::default(),
                 body,
                 properties,

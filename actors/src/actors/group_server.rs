@@ -1,0 +1,173 @@
+//! Judges groups that other replicas' jobs (or this replica's) put on the shared queue (see
+//! `service::shared_groups`). For each task it reads the images from the task's store, as a
+//! loader would, has the inference worker judge them, publishes the answer to the task's
+//! `reply-to` queue with a confirm, and only then acks the task: a replica that dies mid-group
+//! leaves the task to another. A task that cannot be decoded is dead-lettered with its reason;
+//! an image that cannot be read makes an answer with the error, as the job would skip such a
+//! group of its own.
+//!
+//! Each task runs in a task of its own; the queue's prefetch (`scale.shared_groups_prefetch`)
+//! bounds how many run at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::compare::GroupOutcome;
+use engine::image::{Image, Limits};
+use engine::schedule::Group;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use prost::Message;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+
+use super::inference::{CompareReply, Task};
+use super::publisher::{Outgoing, PublisherMsg};
+use super::{lookup, INFERENCE, PUBLISHER};
+use crate::service::dead_letter::dead_letter;
+use crate::service::shared_groups::{self, CheckedTask};
+use crate::service::Context;
+use crate::source::Source;
+
+/// How long to wait for the broker to confirm an answer.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub enum GroupServerMsg {
+    Delivery(Box<Delivery>),
+}
+
+pub struct GroupServer;
+
+impl Actor for GroupServer {
+    type Msg = GroupServerMsg;
+    type State = Context;
+    type Arguments = Context;
+
+    async fn pre_start(&self, _myself: ActorRef<GroupServerMsg>, ctx: Context) -> Result<Context, ActorProcessingErr> {
+        Ok(ctx)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<GroupServerMsg>,
+        GroupServerMsg::Delivery(delivery): GroupServerMsg,
+        ctx: &mut Context,
+    ) -> Result<(), ActorProcessingErr> {
+        tokio::spawn(serve(ctx.clone(), *delivery));
+        Ok(())
+    }
+}
+
+async fn serve(ctx: Context, delivery: Delivery) {
+    let served = |outcome: &str| ctx.metrics.shared_groups_served.with_label_values(&[outcome]).inc();
+    let checked = match shared_groups::check_task(&delivery.properties, &delivery.data) {
+        Ok(checked) => checked,
+        Err(reason) => {
+            tracing::warn!(error = %reason, "poison shared-group task; dead-lettering it");
+            served("poison");
+            let amqp = &ctx.config.amqp;
+            dead_letter(
+                amqp.dead_letter_exchange.clone(),
+                amqp.groups_queue.clone(),
+                delivery,
+                reason,
+                "invalid",
+            )
+            .await;
+            return;
+        }
+    };
+    let outcome = judge(&ctx, &checked).await;
+    if let Err(e) = &outcome {
+        tracing::info!(job_id = %checked.task.job_id, error = %e, "a shared group could not be judged");
+    }
+    let label = if outcome.is_ok() { "answered" } else { "failed" };
+    let answer = shared_groups::answer(&checked.task, outcome);
+    let settled = match publish_answer(&checked, answer.encode_to_vec()).await {
+        Ok(()) => {
+            served(label);
+            delivery.acker.ack(BasicAckOptions::default()).await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not publish a shared-group answer; returning the task");
+            served("requeued");
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            delivery.acker.nack(requeue).await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "settling a shared-group task failed; the broker requeues it");
+    }
+}
+
+/// Read the task's images and have the inference worker judge them.
+async fn judge(ctx: &Context, checked: &CheckedTask) -> Result<GroupOutcome, String> {
+    let source = Source::open(&checked.task.store).map_err(|e| format!("store {}: {e:#}", checked.task.store))?;
+    let mut images = Vec::with_capacity(checked.task.locations.len());
+    for location in &checked.task.locations {
+        images.push(load(ctx, &source, location).await?);
+    }
+    let worker = lookup::<Task>(INFERENCE).ok_or("the inference worker is not running")?;
+    let (reply, answered) = oneshot::channel();
+    let group = Group {
+        items: (0..images.len() as u32).collect(),
+    };
+    worker
+        .cast(Task::Compare {
+            images: Arc::new(images),
+            group,
+            criterion: checked.criterion.clone(),
+            reply_to: CompareReply::Shared(reply),
+        })
+        .map_err(|_| "the inference worker stopped")?;
+    answered
+        .await
+        .map_err(|_| "the inference worker dropped the group".to_owned())?
+}
+
+/// One image, as a loader reads it: looked up, fetched with retries, decoded and prepared.
+async fn load(ctx: &Context, source: &Source, location: &str) -> Result<Image, String> {
+    let path = Path::parse(location).map_err(|e| format!("{location}: not an object location: {e}"))?;
+    let name = source.display_name(&path);
+    let meta = source.store.head(&path).await.map_err(|e| format!("{name}: {e}"))?;
+    let limits = Limits {
+        max_bytes: ctx.config.pipeline.max_image_bytes,
+        ..Limits::default()
+    };
+    let bytes = crate::load::fetch(source, &meta, &name, &limits, ctx.config.pipeline.fetch_attempts)
+        .await
+        .map_err(|e| e.reason)?;
+    let comparator = ctx.comparator.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::load::decode_image(&name, bytes.as_ref(), &limits).map(|image| comparator.prepare(image))
+    })
+    .await
+    .map_err(|e| format!("{location}: decoder panicked: {e}"))?
+    .map_err(|e| e.reason)
+}
+
+async fn publish_answer(checked: &CheckedTask, payload: Vec<u8>) -> Result<(), String> {
+    let publisher = lookup::<PublisherMsg>(PUBLISHER).ok_or("the publisher is not running")?;
+    let outgoing = Outgoing {
+        exchange: String::new(),
+        routing_key: checked.reply_to.clone(),
+        payload,
+        properties: shared_groups::answer_properties(&checked.correlation_id),
+    };
+    match publisher
+        .call(
+            |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
+            Some(CONFIRM_TIMEOUT),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(confirmed)) => confirmed,
+        Ok(ractor::rpc::CallResult::Timeout) => Err("no confirm in time".into()),
+        _ => Err("the publisher stopped".into()),
+    }
+}

@@ -1,0 +1,140 @@
+//! Sharing one job's groups between replicas (`config.scale`), against the real RabbitMQ and
+//! SeaweedFS: two `qrank serve` processes, one job; the groups go to the shared queue and both
+//! replicas judge them; the ranking is the one a single replica makes on its own. A poison
+//! group task is dead-lettered with its reason and the replicas keep serving.
+
+mod service_support;
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use protos::v1::{RankJob, RankResult};
+use qrank_tests::files_in;
+use service_support::{job, Broker, Sandbox, Servers, Service};
+
+const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// BRISQUE judging groups (as a comparator), with one job and one shared group at a time per
+/// replica, so that the broker hands the groups round to both.
+const SHARING: [(&str, &str); 4] = [
+    ("QRANK_MODEL__COMPARE_GROUPS", "true"),
+    ("QRANK_SCALE__SHARE_GROUPS_FROM_IMAGES", "10"),
+    ("QRANK_SCALE__SHARED_GROUPS_PREFETCH", "1"),
+    ("QRANK_AMQP__PREFETCH", "1"),
+];
+
+fn comparing_job(sandbox: &Sandbox, job_id: &str, out: &str) -> RankJob {
+    RankJob {
+        budget_calls_per_image: 2.0,
+        output_prefix: sandbox.url(out),
+        ..job(sandbox, job_id, "shared.results")
+    }
+}
+
+fn order(result: &RankResult) -> Vec<String> {
+    result.items.iter().map(|item| item.uri.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_job_is_judged_by_every_replica() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "shared-groups");
+    let photos = files_in("examples/photos", &["jpg"]);
+    sandbox.upload("images", &photos).await;
+    let first = Service::start(&sandbox, &SHARING).await;
+    let second = Service::start(&sandbox, &SHARING).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("shared.results").await;
+
+    broker.publish_job(&comparing_job(&sandbox, "job-shared", "out")).await;
+    let (shared, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}\n{}", first.log(), second.log()));
+    assert_eq!(shared.failure, "");
+    assert_eq!(shared.items.len(), photos.len());
+    let stats = shared.stats.expect("stats");
+    assert_eq!(stats.num_groups, 2 * photos.len() as u64, "2 calls per image");
+
+    // Every group went through the shared queue, published by the replica that took the job,
+    // and was answered by one replica or the other; both took part.
+    let (a, b) = (first.metrics().await, second.metrics().await);
+    let published = a.value("qrank_shared_groups_published_total{attempt=\"first\"}")
+        + b.value("qrank_shared_groups_published_total{attempt=\"first\"}");
+    assert_eq!(published, stats.num_groups as f64);
+    let answered = |m: &service_support::Metrics| m.value("qrank_shared_groups_served_total{outcome=\"answered\"}");
+    assert_eq!(answered(&a) + answered(&b), stats.num_groups as f64);
+    assert!(
+        answered(&a) > 0.0 && answered(&b) > 0.0,
+        "both replicas judge: {} and {}",
+        answered(&a),
+        answered(&b)
+    );
+    assert_eq!(
+        a.value("qrank_job_completed_total{outcome=\"ranked\"}")
+            + b.value("qrank_job_completed_total{outcome=\"ranked\"}"),
+        1.0
+    );
+
+    // The same job on one replica that does not share: the same plan, the same answers, the
+    // same ranking.
+    drop((first, second));
+    let alone = Service::start(&sandbox, &[("QRANK_MODEL__COMPARE_GROUPS", "true")]).await;
+    broker
+        .publish_job(&comparing_job(&sandbox, "job-alone", "out-alone"))
+        .await;
+    let (local, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", alone.log()));
+    assert_eq!(order(&local), order(&shared));
+    let metrics = alone.metrics().await;
+    assert_eq!(
+        metrics.value("qrank_shared_groups_published_total{attempt=\"first\"}"),
+        0.0
+    );
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_group_task_is_dead_lettered_and_serving_goes_on() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "shared-poison");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(12).collect();
+    sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &SHARING).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("shared.results").await;
+
+    let garbage = b"\xff\xff not a GroupTask".to_vec();
+    let properties = BasicProperties::default()
+        .with_type("qrank.v1.GroupTask".into())
+        .with_reply_to("nobody".into())
+        .with_correlation_id("1/1".into());
+    broker.publish_group_task(&garbage, properties).await;
+    let (body, headers) = broker
+        .dead_letter(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no dead letter:\n{}", service.log()));
+    assert_eq!(body, garbage);
+    assert!(
+        headers["x-qrank-reason"].contains("undecodable GroupTask"),
+        "{headers:?}"
+    );
+
+    broker
+        .publish_job(&comparing_job(&sandbox, "job-after-poison", "out"))
+        .await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    assert_eq!(result.items.len(), photos.len());
+    let metrics = service.metrics().await;
+    assert_eq!(
+        metrics.value("qrank_shared_groups_served_total{outcome=\"poison\"}"),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("qrank_shared_groups_served_total{outcome=\"answered\"}"),
+        result.stats.expect("stats").num_groups as f64
+    );
+    broker.close().await;
+}
