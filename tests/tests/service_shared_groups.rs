@@ -1,12 +1,14 @@
 //! Sharing one job's groups between replicas (`config.scale`), against the real RabbitMQ and
 //! SeaweedFS: two `qrank serve` processes, one job; the groups go to the shared queue and both
-//! replicas judge them; the ranking is the one a single replica makes on its own. A poison
-//! group task is dead-lettered with its reason and the replicas keep serving.
+//! replicas judge them; the ranking is the one a single replica makes on its own. A task whose
+//! answer is lost is asked again, one given back is judged by another replica, and a poison
+//! task is dead-lettered with its reason while the replicas keep serving.
 
 mod service_support;
 
 use std::time::Duration;
 
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::BasicProperties;
 use protos::v1::{RankJob, RankResult};
 use qrank_tests::files_in;
@@ -14,10 +16,11 @@ use service_support::{job, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// BRISQUE judging groups (as a comparator), with one job and one shared group at a time per
-/// replica, so that the broker hands the groups round to both.
-const SHARING: [(&str, &str); 4] = [
+/// BRISQUE judging groups (as a comparator) for the whole budget, with one job and one shared
+/// group at a time per replica, so that the broker hands the groups round to both.
+const SHARING: [(&str, &str); 5] = [
     ("QRANK_MODEL__COMPARE_GROUPS", "true"),
+    ("QRANK_PIPELINE__STOP_TOLERANCE", "0"),
     ("QRANK_SCALE__SHARE_GROUPS_FROM_IMAGES", "10"),
     ("QRANK_SCALE__SHARED_GROUPS_PREFETCH", "1"),
     ("QRANK_AMQP__PREFETCH", "1"),
@@ -78,7 +81,7 @@ async fn a_large_job_is_judged_by_every_replica() {
     // The same job on one replica that does not share: the same plan, the same answers, the
     // same ranking.
     drop((first, second));
-    let alone = Service::start(&sandbox, &[("QRANK_MODEL__COMPARE_GROUPS", "true")]).await;
+    let alone = Service::start(&sandbox, &SHARING[..2]).await;
     broker
         .publish_job(&comparing_job(&sandbox, "job-alone", "out-alone"))
         .await;
@@ -135,6 +138,69 @@ async fn a_poison_group_task_is_dead_lettered_and_serving_goes_on() {
     assert_eq!(
         metrics.value("qrank_shared_groups_served_total{outcome=\"answered\"}"),
         result.stats.expect("stats").num_groups as f64
+    );
+    broker.close().await;
+}
+
+/// The coordinating replica does not judge; before the judging one starts, a stand-in worker
+/// takes two tasks: it acks the first without answering (an answer lost) and gives the second
+/// back (a worker that died). The job still gets every group answered: the second by the
+/// broker's redelivery, the first because the coordinator publishes it again once late.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_answer_is_asked_again_and_a_returned_task_judged_elsewhere() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "shared-lost");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(12).collect();
+    sandbox.upload("images", &photos).await;
+    let quick = [
+        ("QRANK_SCALE__SHARED_GROUP_TIMEOUT_SECS", "2"),
+        // The watchdog that republishes late groups runs every quarter of this.
+        ("QRANK_PIPELINE__JOB_STALL_TIMEOUT_SECS", "8"),
+    ];
+    let coordinating: Vec<_> = SHARING
+        .iter()
+        .chain(&quick)
+        .chain(&[("QRANK_SCALE__SERVE_SHARED_GROUPS", "false")])
+        .copied()
+        .collect();
+    let coordinator = Service::start(&sandbox, &coordinating).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("shared.results").await;
+    broker.publish_job(&comparing_job(&sandbox, "job-lost", "out")).await;
+
+    let lost = broker
+        .take_group_task(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no task:\n{}", coordinator.log()));
+    lost.delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    let returned = broker
+        .take_group_task(Duration::from_secs(5))
+        .await
+        .expect("a second task");
+    returned
+        .delivery
+        .reject(BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
+
+    let judge = Service::start(&sandbox, &SHARING).await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}\n{}", coordinator.log(), judge.log()));
+    assert_eq!(result.failure, "");
+    assert_eq!(result.items.len(), photos.len());
+    let num_groups = result.stats.expect("stats").num_groups as f64;
+    assert_eq!(num_groups, 2.0 * photos.len() as f64, "every group answered");
+    let (c, j) = (coordinator.metrics().await, judge.metrics().await);
+    assert!(
+        c.value("qrank_shared_groups_published_total{attempt=\"again\"}") >= 1.0,
+        "the lost group was published again"
+    );
+    assert_eq!(c.value("qrank_shared_groups_served_total{outcome=\"answered\"}"), 0.0);
+    assert_eq!(
+        j.value("qrank_shared_groups_served_total{outcome=\"answered\"}"),
+        num_groups,
+        "the judging replica answered every group, the returned one included"
     );
     broker.close().await;
 }

@@ -503,6 +503,24 @@ impl Broker {
             .expect("the broker confirms the publish");
     }
 
+    /// Take one task from the shared groups queue within `timeout`, as a replica would, unacked:
+    /// the caller settles it.
+    pub async fn take_group_task(&self, timeout: Duration) -> Option<lapin::message::BasicGetMessage> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let got = self
+                .channel
+                .basic_get(self.groups_queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get");
+            if got.is_some() {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// The next result on `results` within `timeout`, with its properties.
     pub async fn next_result(results: &mut Consumer, timeout: Duration) -> Option<(RankResult, BasicProperties)> {
         let delivery = tokio::time::timeout(timeout, results.next())
