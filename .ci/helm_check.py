@@ -116,6 +116,7 @@ def service_facts() -> dict:
     return {
         "config_keys": keys,
         "queue": find(r'\bqueue: "([^"]+)"\.into\(\)', config_rs, "the default amqp.queue"),
+        "groups_queue": find(r'\bgroups_queue: "([^"]+)"\.into\(\)', config_rs, "the default amqp.groups_queue"),
         "dead_letter_exchange": find(r'dead_letter_exchange: "([^"]+)"', config_rs, "the default DLX"),
         "port": int(find(r"listen: SocketAddr::from\(\(\[[0-9, ]+\], (\d+)\)\)", config_rs, "the default port")),
         "grace_period_secs": int(find(r"grace_period_secs: (\d+)\s*\}", config_rs, "the default grace period")),
@@ -356,21 +357,25 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
             target["kind"] == "Deployment" and target["name"] == deployment["metadata"]["name"],
             "ScaledObject targets another workload",
         )
-        (trigger,) = so["spec"]["triggers"]
-        expect(trigger["type"] == "rabbitmq", f"trigger type {trigger['type']}")
+        # The jobs queue, and the shared groups queue when jobs share their groups.
+        shares = int(config.get("scale", {}).get("share_groups_from_images") or 0) > 0
+        queues = [queue] + ([config.get("amqp", {}).get("groups_queue", service["groups_queue"])] if shares else [])
+        triggers = so["spec"]["triggers"]
         expect(
-            trigger["metadata"]["queueName"] == queue,
-            f"KEDA watches {trigger['metadata']['queueName']}, qrank consumes {queue}",
-        )
-        expect(
-            trigger["metadata"]["mode"] == "QueueLength" and trigger["metadata"]["value"].isdigit(),
-            "trigger mode/value",
+            [t["metadata"]["queueName"] for t in triggers] == queues,
+            f"KEDA watches {[t['metadata']['queueName'] for t in triggers]}, qrank consumes {queues}",
         )
         auth = one(docs, "TriggerAuthentication")
-        expect(
-            trigger["authenticationRef"]["name"] == auth["metadata"]["name"],
-            "trigger names another TriggerAuthentication",
-        )
+        for trigger in triggers:
+            expect(trigger["type"] == "rabbitmq", f"trigger type {trigger['type']}")
+            expect(
+                trigger["metadata"]["mode"] == "QueueLength" and trigger["metadata"]["value"].isdigit(),
+                "trigger mode/value",
+            )
+            expect(
+                trigger["authenticationRef"]["name"] == auth["metadata"]["name"],
+                "trigger names another TriggerAuthentication",
+            )
         (host,) = auth["spec"]["secretTargetRef"]
         expect(
             (host["parameter"], host["name"], host["key"]) == ("host", amqp_ref["name"], amqp_ref["key"]),
