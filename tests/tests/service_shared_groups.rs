@@ -12,7 +12,7 @@ use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::BasicProperties;
 use protos::v1::{RankJob, RankResult};
 use qrank_tests::files_in;
-use service_support::{job, Broker, Sandbox, Servers, Service};
+use service_support::{job, Broker, Metrics, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -32,6 +32,32 @@ fn comparing_job(sandbox: &Sandbox, job_id: &str, out: &str) -> RankJob {
         output_prefix: sandbox.url(out),
         ..job(sandbox, job_id, "shared.results")
     }
+}
+
+/// The replicas' metrics once `settled` holds for them, or after 5 s. Counters move a moment
+/// after the result arrives here: a replica counts an answer after the broker confirmed it, and
+/// a job after its ack.
+async fn metrics_once(services: &[&Service], settled: impl Fn(&[Metrics]) -> bool) -> Vec<Metrics> {
+    let mut metrics = Vec::new();
+    for _ in 0..50 {
+        metrics = Vec::new();
+        for service in services {
+            metrics.push(service.metrics().await);
+        }
+        if settled(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    metrics
+}
+
+fn answered(metrics: &Metrics) -> f64 {
+    metrics.value("qrank_shared_groups_served_total{outcome=\"answered\"}")
+}
+
+fn ranked(metrics: &Metrics) -> f64 {
+    metrics.value("qrank_job_completed_total{outcome=\"ranked\"}")
 }
 
 fn order(result: &RankResult) -> Vec<String> {
@@ -59,24 +85,24 @@ async fn a_large_job_is_judged_by_every_replica() {
     assert_eq!(stats.num_groups, 2 * photos.len() as u64, "2 calls per image");
 
     // Every group went through the shared queue, published by the replica that took the job,
-    // and was answered by one replica or the other; both took part.
-    let (a, b) = (first.metrics().await, second.metrics().await);
+    // and was answered by one replica or the other; both took part; one coordinated the job.
+    let num_groups = stats.num_groups as f64;
+    let metrics = metrics_once(&[&first, &second], |m| {
+        answered(&m[0]) + answered(&m[1]) == num_groups && ranked(&m[0]) + ranked(&m[1]) == 1.0
+    })
+    .await;
+    let (a, b) = (&metrics[0], &metrics[1]);
     let published = a.value("qrank_shared_groups_published_total{attempt=\"first\"}")
         + b.value("qrank_shared_groups_published_total{attempt=\"first\"}");
-    assert_eq!(published, stats.num_groups as f64);
-    let answered = |m: &service_support::Metrics| m.value("qrank_shared_groups_served_total{outcome=\"answered\"}");
-    assert_eq!(answered(&a) + answered(&b), stats.num_groups as f64);
+    assert_eq!(published, num_groups);
+    assert_eq!(answered(a) + answered(b), num_groups);
     assert!(
-        answered(&a) > 0.0 && answered(&b) > 0.0,
+        answered(a) > 0.0 && answered(b) > 0.0,
         "both replicas judge: {} and {}",
-        answered(&a),
-        answered(&b)
+        answered(a),
+        answered(b)
     );
-    assert_eq!(
-        a.value("qrank_job_completed_total{outcome=\"ranked\"}")
-            + b.value("qrank_job_completed_total{outcome=\"ranked\"}"),
-        1.0
-    );
+    assert_eq!(ranked(a) + ranked(b), 1.0);
 
     // The same job on one replica that does not share: the same plan, the same answers, the
     // same ranking.
@@ -191,16 +217,19 @@ async fn a_lost_answer_is_asked_again_and_a_returned_task_judged_elsewhere() {
     assert_eq!(result.items.len(), photos.len());
     let num_groups = result.stats.expect("stats").num_groups as f64;
     assert_eq!(num_groups, 2.0 * photos.len() as f64, "every group answered");
-    let (c, j) = (coordinator.metrics().await, judge.metrics().await);
+    // Groups still queued when the judging replica starts may be late too, and be answered
+    // twice: at least every group.
+    let metrics = metrics_once(&[&coordinator, &judge], |m| answered(&m[1]) >= num_groups).await;
+    let (c, j) = (&metrics[0], &metrics[1]);
     assert!(
         c.value("qrank_shared_groups_published_total{attempt=\"again\"}") >= 1.0,
         "the lost group was published again"
     );
-    assert_eq!(c.value("qrank_shared_groups_served_total{outcome=\"answered\"}"), 0.0);
-    assert_eq!(
-        j.value("qrank_shared_groups_served_total{outcome=\"answered\"}"),
-        num_groups,
-        "the judging replica answered every group, the returned one included"
+    assert_eq!(answered(c), 0.0);
+    assert!(
+        answered(j) >= num_groups,
+        "the judging replica answered every group, the returned one included: {}",
+        answered(j)
     );
     broker.close().await;
 }

@@ -552,11 +552,9 @@ fn ask_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> 
         if let Some(sharing) = state.sharing.as_mut() {
             let task_id = sharing.next_task;
             sharing.next_task += 1;
-            publish_shared(state, task_id, &group, "first");
             let published = Instant::now();
-            if let Some(sharing) = state.sharing.as_mut() {
-                sharing.pending.insert(task_id, PendingGroup { group, published });
-            }
+            sharing.pending.insert(task_id, PendingGroup { group, published });
+            publish_shared(state, task_id, "first");
         } else {
             let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
             worker
@@ -574,10 +572,10 @@ fn ask_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> 
     Ok(())
 }
 
-/// Put one of the job's groups on the shared queue, answered to this replica's reply queue. Best
-/// effort: while there is no connection (no reply queue) or the publish is lost, the group's
-/// answer is late, and [`republish_late`] puts it on the queue again.
-fn publish_shared(state: &State, task_id: u64, group: &Group, attempt: &'static str) {
+/// Put one of the job's pending shared groups on the shared queue, answered to this replica's
+/// reply queue. Best effort: while there is no connection (no reply queue), or when the publish
+/// is lost, the group's answer is late, and [`republish_late`] puts it on the queue again.
+fn publish_shared(state: &State, task_id: u64, attempt: &'static str) {
     let (Some(sharing), Some(reply_queue), Some(publisher)) = (
         &state.sharing,
         state.ctx.shared_groups.reply_queue(),
@@ -585,7 +583,11 @@ fn publish_shared(state: &State, task_id: u64, group: &Group, attempt: &'static 
     ) else {
         return;
     };
-    let locations = group
+    let Some(pending) = sharing.pending.get(&task_id) else {
+        return;
+    };
+    let locations = pending
+        .group
         .items
         .iter()
         .map(|&i| state.locations[i as usize].clone())
@@ -614,21 +616,20 @@ fn publish_shared(state: &State, task_id: u64, group: &Group, attempt: &'static 
 }
 
 /// Publish again every shared group whose answer is later than `scale.shared_group_timeout_secs`.
+/// Runs with the job's watchdog, every quarter of `pipeline.job_stall_timeout_secs`.
 fn republish_late(state: &mut State) {
     let timeout = Duration::from_secs(state.ctx.config.scale.shared_group_timeout_secs);
-    let Some(sharing) = &state.sharing else { return };
-    let late: Vec<(u64, Group)> = sharing
-        .pending
-        .iter()
-        .filter(|(_, pending)| pending.published.elapsed() > timeout)
-        .map(|(&task_id, pending)| (task_id, pending.group.clone()))
-        .collect();
-    for (task_id, group) in late {
-        tracing::info!(task_id, "a shared group's answer is late; publishing it again");
-        publish_shared(state, task_id, &group, "again");
-        if let Some(pending) = state.sharing.as_mut().and_then(|s| s.pending.get_mut(&task_id)) {
+    let Some(sharing) = state.sharing.as_mut() else { return };
+    let mut late = Vec::new();
+    for (&task_id, pending) in &mut sharing.pending {
+        if pending.published.elapsed() > timeout {
             pending.published = Instant::now();
+            late.push(task_id);
         }
+    }
+    for task_id in late {
+        tracing::info!(task_id, "a shared group's answer is late; publishing it again");
+        publish_shared(state, task_id, "again");
     }
 }
 
