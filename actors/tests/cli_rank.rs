@@ -157,9 +157,8 @@ fn drop_worst_marks_the_worst_fraction() {
     assert_eq!(dropped, expected, "{csv}");
 }
 
-/// Sub-folders are read only with --recursive.
-#[test]
-fn recursive_descends_into_sub_folders() {
+/// A folder with a photo at the top and one in the sub-folder `sub`.
+fn folder_with_a_sub_folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     std::fs::copy(repo().join("examples/photos/coffee.jpg"), dir.path().join("top.jpg")).unwrap();
@@ -168,6 +167,13 @@ fn recursive_descends_into_sub_folders() {
         dir.path().join("sub/nested.jpg"),
     )
     .unwrap();
+    dir
+}
+
+/// Sub-folders are read only with --recursive.
+#[test]
+fn recursive_descends_into_sub_folders() {
+    let dir = folder_with_a_sub_folder();
     let count = |extra: &[&str]| {
         let mut args = vec!["rank", dir.path().to_str().unwrap(), "--format", "json"];
         args.extend_from_slice(extra);
@@ -183,14 +189,7 @@ fn recursive_descends_into_sub_folders() {
 #[cfg(unix)]
 #[test]
 fn a_symlink_loop_is_reported_and_the_rest_ranked() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("sub")).unwrap();
-    std::fs::copy(repo().join("examples/photos/coffee.jpg"), dir.path().join("top.jpg")).unwrap();
-    std::fs::copy(
-        repo().join("examples/photos/rocket.jpg"),
-        dir.path().join("sub/nested.jpg"),
-    )
-    .unwrap();
+    let dir = folder_with_a_sub_folder();
     std::os::unix::fs::symlink("..", dir.path().join("sub/loop")).unwrap();
     let out = qrank(&["rank", dir.path().to_str().unwrap(), "--recursive", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));

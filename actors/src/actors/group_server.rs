@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::compare::GroupOutcome;
-use engine::image::{Image, Limits};
+use engine::image::Image;
 use engine::schedule::Group;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -24,6 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
 use super::inference::{CompareReply, Task};
+use super::loader::load_one;
 use super::publisher::{Outgoing, PublisherMsg};
 use super::{lookup, INFERENCE, PUBLISHER};
 use crate::service::dead_letter::dead_letter;
@@ -130,25 +131,12 @@ async fn judge(ctx: &Context, checked: &CheckedTask) -> Result<GroupOutcome, Str
         .map_err(|_| "the inference worker dropped the group".to_owned())?
 }
 
-/// One image, as a loader reads it: looked up, fetched with retries, decoded and prepared.
+/// One image, looked up and then read as a loader reads it.
 async fn load(ctx: &Context, source: &Source, location: &str) -> Result<Image, String> {
     let path = Path::parse(location).map_err(|e| format!("{location}: not an object location: {e}"))?;
     let name = source.display_name(&path);
     let meta = source.store.head(&path).await.map_err(|e| format!("{name}: {e}"))?;
-    let limits = Limits {
-        max_bytes: ctx.config.pipeline.max_image_bytes,
-        ..Limits::default()
-    };
-    let bytes = crate::load::fetch(source, &meta, &name, &limits, ctx.config.pipeline.fetch_attempts)
-        .await
-        .map_err(|e| e.reason)?;
-    let comparator = ctx.comparator.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::load::decode_image(&name, bytes.as_ref(), &limits).map(|image| comparator.prepare(image))
-    })
-    .await
-    .map_err(|e| format!("{location}: decoder panicked: {e}"))?
-    .map_err(|e| e.reason)
+    load_one(ctx, source, &meta, &name).await.map_err(|e| e.reason)
 }
 
 async fn publish_answer(checked: &CheckedTask, payload: Vec<u8>) -> Result<(), String> {

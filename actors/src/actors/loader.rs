@@ -43,7 +43,9 @@ impl Actor for Loader {
     }
 }
 
-async fn load_one(ctx: &Context, source: &Source, meta: &ObjectMeta, name: &str) -> Result<Image, FileError> {
+/// Fetch, decode and prepare one image for `ctx`'s comparator; the group server reads the images
+/// of shared groups this way too.
+pub async fn load_one(ctx: &Context, source: &Source, meta: &ObjectMeta, name: &str) -> Result<Image, FileError> {
     let limits = Limits {
         max_bytes: ctx.config.pipeline.max_image_bytes,
         ..Limits::default()

@@ -65,13 +65,8 @@ pub async fn declare_topology(channel: &Channel, amqp: &AmqpConfig) -> Result<()
         )
         .await
         .context("declaring the dead-letter exchange")?;
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
-    );
     channel
-        .queue_declare(amqp.queue.as_str().into(), durable_queue, arguments)
+        .queue_declare(amqp.queue.as_str().into(), durable_queue, dead_lettered(amqp))
         .await
         .context("declaring the job queue")?;
     channel
@@ -102,16 +97,21 @@ pub async fn declare_topology(channel: &Channel, amqp: &AmqpConfig) -> Result<()
         )
         .await
         .context("binding the dead-letter queue")?;
+    channel
+        .queue_declare(amqp.groups_queue.as_str().into(), durable_queue, dead_lettered(amqp))
+        .await
+        .context("declaring the shared groups queue")?;
+    Ok(())
+}
+
+/// Queue arguments that send what a consumer rejects to the dead-letter exchange.
+fn dead_lettered(amqp: &AmqpConfig) -> FieldTable {
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
     );
-    channel
-        .queue_declare(amqp.groups_queue.as_str().into(), durable_queue, arguments)
-        .await
-        .context("declaring the shared groups queue")?;
-    Ok(())
+    arguments
 }
 
 /// Why consuming stopped.

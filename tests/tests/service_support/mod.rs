@@ -473,10 +473,14 @@ impl Broker {
 
     /// Publish any body to the job queue.
     pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        self.publish(&self.exchange, &self.queue, body, properties).await;
+    }
+
+    async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) {
         self.channel
             .basic_publish(
-                self.exchange.as_str().into(),
-                self.queue.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
                 BasicPublishOptions::default(),
                 body,
                 properties,
@@ -489,18 +493,7 @@ impl Broker {
 
     /// Publish any body to the shared groups queue (on the default exchange).
     pub async fn publish_group_task(&self, body: &[u8], properties: BasicProperties) {
-        self.channel
-            .basic_publish(
-                "".into(),
-                self.groups_queue.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .expect("publishing")
-            .await
-            .expect("the broker confirms the publish");
+        self.publish("", &self.groups_queue, body, properties).await;
     }
 
     /// Take one task from the shared groups queue within `timeout`, as a replica would, unacked:
