@@ -194,14 +194,15 @@ impl Default for PipelineConfig {
 }
 
 /// Sharing one job's groups between replicas. A job with at least `share_groups_from_images`
-/// images puts its groups on the work queue `amqp.groups_queue` instead of its own replica's
-/// inference worker, and every replica that serves shared groups takes from it: a job too
-/// large for one replica is judged by all of them, while its coordinator keeps its plan, fit and
-/// checkpoints. The images are read again by the replica that judges them, from the same store.
+/// images listed puts its groups on the work queue `amqp.groups_queue` instead of its own
+/// replica's inference worker, and every replica that serves shared groups takes from it: a job
+/// too large for one replica is judged by all of them, while its coordinator keeps its plan, fit
+/// and checkpoints, and none of the pixels. The images are read again by the replica that judges
+/// them, from the same store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScaleConfig {
-    /// Smallest job, in images, whose groups are shared; 0 never shares.
+    /// Smallest job, in images listed, whose groups are shared; 0 never shares.
     pub share_groups_from_images: u64,
     /// Take groups from the shared queue (when the model compares groups).
     pub serve_shared_groups: bool,

@@ -267,6 +267,11 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                 progress.loaded(&image.name);
             }
             if state.ctx.compares_groups() {
+                let image = if shares_groups(state) {
+                    without_pixels(image)
+                } else {
+                    image
+                };
                 state.prepared.push((image, location.as_ref().to_owned()));
                 state.in_flight -= 1;
             } else {
@@ -493,15 +498,14 @@ async fn loading_finished(myself: &ActorRef<CoordinatorMsg>, state: &mut State) 
     }
     let mut prepared = std::mem::take(&mut state.prepared);
     prepared.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    let (images, locations): (Vec<Image>, Vec<String>) = prepared.into_iter().unzip();
+    let (mut images, locations): (Vec<Image>, Vec<String>) = prepared.into_iter().unzip();
     let names = images.iter().map(|image| image.name.clone()).collect();
-    let share_from = state.ctx.config.scale.share_groups_from_images;
-    let from_broker = matches!(state.reply, Some(Reply::Broker { .. }));
-    if from_broker && share_from > 0 && images.len() as u64 >= share_from {
+    if shares_groups(state) {
         tracing::info!(
             num_images = images.len(),
             "sharing this job's groups with every replica"
         );
+        images = images.into_iter().map(without_pixels).collect();
         state.sharing = Some(Sharing {
             key: state.ctx.shared_groups.register(myself),
             next_task: 0,
@@ -525,6 +529,23 @@ async fn loading_finished(myself: &ActorRef<CoordinatorMsg>, state: &mut State) 
     state.scheduler = Some(scheduler);
     progress(state, v1::Stage::Comparing);
     Ok(())
+}
+
+/// Whether this job's groups go to the shared queue: a job from the broker with at least
+/// `scale.share_groups_from_images` images listed. That is known as soon as enough are listed,
+/// so the images loaded from then on keep no pixels here: the replicas that judge them read
+/// their own, and a job too large for one replica is too large for its memory too.
+fn shares_groups(state: &State) -> bool {
+    let from = state.ctx.config.scale.share_groups_from_images;
+    from > 0 && state.num_listed >= from && matches!(state.reply, Some(Reply::Broker { .. }))
+}
+
+/// The image with its name and hash, and no pixels.
+fn without_pixels(image: Image) -> Image {
+    Image {
+        rgb: Default::default(),
+        ..image
+    }
 }
 
 fn scheduler(state: &State) -> Result<&ActorRef<SchedulerMsg>> {
