@@ -33,7 +33,7 @@ use tracing::Instrument;
 use super::inference::{CompareReply, Task};
 use super::lister::{self, Lister, ListerMsg};
 use super::loader::Load;
-use super::publisher::{Outgoing, PublisherMsg};
+use super::publisher::{publish_confirmed, Outgoing, PublisherMsg};
 use super::ranker::RankerMsg;
 use super::scheduler::{self, Scheduler, SchedulerMsg};
 use super::{loader_name, lookup, INFERENCE, PUBLISHER, RANKER};
@@ -41,9 +41,6 @@ use crate::pipeline::{FileError, Progress, Report, Stats};
 use crate::service::shared_groups;
 use crate::service::wire::{failed_result, ranked_result, JobSpec};
 use crate::service::Context;
-
-/// How long to wait for the broker to confirm a result.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub enum CoordinatorMsg {
     Start,
@@ -752,26 +749,15 @@ fn result_properties(kind: &str, job_id: &str) -> BasicProperties {
 }
 
 async fn publish_result(state: &State, payload: Vec<u8>) -> Result<()> {
-    let publisher = lookup::<PublisherMsg>(PUBLISHER).ok_or_else(|| anyhow!("the publisher is not running"))?;
     let outgoing = Outgoing {
         exchange: state.ctx.config.amqp.exchange.clone(),
         routing_key: state.spec.reply_routing_key.clone(),
         payload,
         properties: result_properties(protos::message_type::RANK_RESULT, &state.spec.job_id),
     };
-    let confirmed = publisher
-        .call(
-            |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
-            Some(CONFIRM_TIMEOUT),
-        )
+    publish_confirmed(outgoing)
         .await
-        .map_err(|_| anyhow!("the publisher stopped"))?;
-    match confirmed {
-        ractor::rpc::CallResult::Success(Ok(())) => Ok(()),
-        ractor::rpc::CallResult::Success(Err(e)) => Err(anyhow!("publishing the result: {e}")),
-        ractor::rpc::CallResult::Timeout => Err(anyhow!("publishing the result: no confirm in time")),
-        ractor::rpc::CallResult::SenderError => Err(anyhow!("publishing the result: the publisher stopped")),
-    }
+        .map_err(|e| anyhow!("publishing the result: {e}"))
 }
 
 /// Publish progress, when the job asked for it; best effort, nothing waits for the confirm.

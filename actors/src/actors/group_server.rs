@@ -10,7 +10,6 @@
 //! bounds how many run at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use engine::compare::GroupOutcome;
 use engine::image::Image;
@@ -25,15 +24,12 @@ use tokio::sync::oneshot;
 
 use super::inference::{CompareReply, Task};
 use super::loader::load_one;
-use super::publisher::{Outgoing, PublisherMsg};
-use super::{lookup, INFERENCE, PUBLISHER};
+use super::publisher::{publish_confirmed, Outgoing};
+use super::{lookup, INFERENCE};
 use crate::service::dead_letter::dead_letter;
 use crate::service::shared_groups::{self, CheckedTask};
 use crate::service::Context;
 use crate::source::Source;
-
-/// How long to wait for the broker to confirm an answer.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub enum GroupServerMsg {
     Delivery(Box<Delivery>),
@@ -140,22 +136,11 @@ async fn load(ctx: &Context, source: &Source, location: &str) -> Result<Image, S
 }
 
 async fn publish_answer(checked: &CheckedTask, payload: Vec<u8>) -> Result<(), String> {
-    let publisher = lookup::<PublisherMsg>(PUBLISHER).ok_or("the publisher is not running")?;
-    let outgoing = Outgoing {
+    publish_confirmed(Outgoing {
         exchange: String::new(),
         routing_key: checked.reply_to.clone(),
         payload,
         properties: shared_groups::answer_properties(&checked.correlation_id),
-    };
-    match publisher
-        .call(
-            |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
-            Some(CONFIRM_TIMEOUT),
-        )
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(confirmed)) => confirmed,
-        Ok(ractor::rpc::CallResult::Timeout) => Err("no confirm in time".into()),
-        _ => Err("the publisher stopped".into()),
-    }
+    })
+    .await
 }

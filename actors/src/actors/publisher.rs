@@ -3,11 +3,35 @@
 //! The broker task hands it a fresh confirming channel after every (re)connect. Waiting for a
 //! confirm happens in a task of its own, so one slow confirm never holds up the next publish.
 
+use std::time::Duration;
+
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel};
+use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::{lookup, PUBLISHER};
 use crate::service::Context;
+
+/// How long a publish waits for the broker's confirm.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Publish through the running publisher and wait for the broker's confirm; the error says why
+/// there is none.
+pub async fn publish_confirmed(outgoing: Outgoing) -> Result<(), String> {
+    let publisher = lookup::<PublisherMsg>(PUBLISHER).ok_or("the publisher is not running")?;
+    match publisher
+        .call(
+            |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
+            Some(CONFIRM_TIMEOUT),
+        )
+        .await
+    {
+        Ok(CallResult::Success(confirmed)) => confirmed,
+        Ok(CallResult::Timeout) => Err("no confirm in time".into()),
+        Ok(CallResult::SenderError) | Err(_) => Err("the publisher stopped".into()),
+    }
+}
 
 /// One message to publish.
 #[derive(Debug)]

@@ -1,13 +1,10 @@
 //! Poison messages, job or shared group, go to the dead-letter exchange with their reason.
 
-use std::time::Duration;
-
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 
-use crate::actors::publisher::{Outgoing, PublisherMsg};
-use crate::actors::{lookup, PUBLISHER};
+use crate::actors::publisher::{publish_confirmed, Outgoing};
 
 /// Re-publish a poison message to the dead-letter exchange with its `reason` and fixed `label`
 /// in the headers `x-qrank-reason` and `x-qrank-error-type`, then ack it. If that publish fails,
@@ -22,18 +19,7 @@ pub async fn dead_letter(exchange: String, queue: String, delivery: Delivery, re
         payload: delivery.data.clone(),
         properties: delivery.properties.clone().with_headers(headers),
     };
-    let published = match lookup::<PublisherMsg>(PUBLISHER) {
-        Some(publisher) => publisher
-            .call(
-                |reply| PublisherMsg::Publish(Box::new(outgoing), Some(reply)),
-                Some(Duration::from_secs(30)),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .is_some_and(|r| r.is_ok()),
-        None => false,
-    };
+    let published = publish_confirmed(outgoing).await.is_ok();
     let settled = if published {
         delivery.acker.ack(BasicAckOptions::default()).await
     } else {
