@@ -24,7 +24,7 @@ use prost::Message;
 use protos::v1::{GroupAnswer, GroupTask, StageAnswer};
 use ractor::ActorRef;
 
-use super::wire::{criterion_from_wire, criterion_to_wire};
+use super::wire::{check_properties, criterion_from_wire, criterion_to_wire};
 use crate::actors::coordinator::CoordinatorMsg;
 
 /// This replica's side of sharing: where answers come back, and who waits for them.
@@ -139,14 +139,7 @@ pub struct CheckedTask {
 
 /// Decode and check a task delivery; the error is the reason to dead-letter it.
 pub fn check_task(properties: &BasicProperties, body: &[u8]) -> Result<CheckedTask, String> {
-    if let Some(kind) = properties.kind().as_ref().map(|k| k.as_str()) {
-        if kind != protos::message_type::GROUP_TASK {
-            return Err(format!(
-                "unexpected message type {kind:?}, want {}",
-                protos::message_type::GROUP_TASK
-            ));
-        }
-    }
+    check_properties(properties, protos::message_type::GROUP_TASK).map_err(|poison| poison.to_string())?;
     let reply_to = properties
         .reply_to()
         .as_ref()

@@ -18,8 +18,8 @@ use super::job_output::JobOutput;
 /// Why a message is poison. The label is the `x-qrank-error-type` header and a metric label.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Poison {
-    #[error("unexpected message type {0:?}, want qrank.v1.RankJob")]
-    Type(String),
+    #[error("unexpected message type {found:?}, want {want}")]
+    Type { found: String, want: &'static str },
     #[error("unexpected content-type {0:?}, want application/x-protobuf")]
     ContentType(String),
     #[error("undecodable RankJob: {0}")]
@@ -31,7 +31,7 @@ pub enum Poison {
 impl Poison {
     pub fn label(&self) -> &'static str {
         match self {
-            Poison::Type(_) => "type",
+            Poison::Type { .. } => "type",
             Poison::ContentType(_) => "content_type",
             Poison::Decode(_) => "decode",
             Poison::Invalid(_) => "invalid",
@@ -92,16 +92,15 @@ pub struct JobSpec {
     pub progress_routing_key: Option<String>,
 }
 
-/// Decode and check a job message.
-pub fn decode_job(
-    properties: &BasicProperties,
-    body: &[u8],
-    defaults: &PipelineConfig,
-    default_reply_routing_key: &str,
-) -> Result<JobSpec, Poison> {
+/// A delivery's `type` and `content-type` properties, where set, must name the message `want`ed
+/// and protobuf.
+pub fn check_properties(properties: &BasicProperties, want: &'static str) -> Result<(), Poison> {
     if let Some(kind) = properties.kind().as_ref().map(|k| k.as_str()) {
-        if kind != protos::message_type::RANK_JOB {
-            return Err(Poison::Type(kind.to_owned()));
+        if kind != want {
+            return Err(Poison::Type {
+                found: kind.to_owned(),
+                want,
+            });
         }
     }
     if let Some(content_type) = properties.content_type().as_ref().map(|c| c.as_str()) {
@@ -109,6 +108,17 @@ pub fn decode_job(
             return Err(Poison::ContentType(content_type.to_owned()));
         }
     }
+    Ok(())
+}
+
+/// Decode and check a job message.
+pub fn decode_job(
+    properties: &BasicProperties,
+    body: &[u8],
+    defaults: &PipelineConfig,
+    default_reply_routing_key: &str,
+) -> Result<JobSpec, Poison> {
+    check_properties(properties, protos::message_type::RANK_JOB)?;
     let job = RankJob::decode(body).map_err(|e| Poison::Decode(e.to_string()))?;
     check_job(job, defaults, default_reply_routing_key).map_err(Poison::Invalid)
 }
