@@ -64,7 +64,7 @@ pub struct Coordinator;
 
 /// A job whose groups go to the shared queue: its key in correlation ids, and the groups
 /// published and not yet answered, by task id.
-pub struct Sharing {
+struct Sharing {
     key: u64,
     next_task: u64,
     pending: HashMap<u64, PendingGroup>,
