@@ -499,11 +499,16 @@ impl Broker {
     /// Take one task from the shared groups queue within `timeout`, as a replica would, unacked:
     /// the caller settles it.
     pub async fn take_group_task(&self, timeout: Duration) -> Option<lapin::message::BasicGetMessage> {
+        self.get_within(&self.groups_queue, timeout).await
+    }
+
+    /// The first message in `queue` within `timeout`, unacked.
+    async fn get_within(&self, queue: &str, timeout: Duration) -> Option<lapin::message::BasicGetMessage> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let got = self
                 .channel
-                .basic_get(self.groups_queue.as_str().into(), BasicGetOptions::default())
+                .basic_get(queue.into(), BasicGetOptions::default())
                 .await
                 .expect("basic.get");
             if got.is_some() {
@@ -526,36 +531,25 @@ impl Broker {
 
     /// The next dead letter within `timeout`: its body and headers (as strings).
     pub async fn dead_letter(&self, timeout: Duration) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let got = self
-                .channel
-                .basic_get(self.dead_letter_queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .expect("basic.get");
-            if let Some(message) = got {
-                message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
-                let headers = message
-                    .delivery
-                    .properties
-                    .headers()
-                    .clone()
-                    .unwrap_or_default()
-                    .inner()
-                    .iter()
-                    .map(|(k, v)| {
-                        let text = match v {
-                            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                            other => format!("{other:?}"),
-                        };
-                        (k.to_string(), text)
-                    })
-                    .collect();
-                return Some((message.delivery.data.clone(), headers));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
+        let message = self.get_within(&self.dead_letter_queue, timeout).await?;
+        message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default()
+            .inner()
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                (k.to_string(), text)
+            })
+            .collect();
+        Some((message.delivery.data.clone(), headers))
     }
 
     /// Messages waiting in the job queue (ready, not unacked).
