@@ -147,6 +147,16 @@ pub struct RankArgs {
           long_help = format!("Memory for the image tokens of a Co-Instruct model, in MiB. {}",
                               crate::models::EMBEDDING_CACHE_HELP))]
     pub embedding_cache_mib: usize,
+    /// Memory for the images a comparing model keeps between rounds, in MiB.
+    #[arg(
+        long,
+        default_value_t = 2048,
+        value_name = "MIB",
+        long_help = "Memory for the images a comparing model (Co-Instruct) keeps between rounds, in MiB: \
+                       588 KiB an image, so the default holds about 3,500. Past it, images wait in files in \
+                       the system's temporary folder (TMPDIR), deleted as the run ends."
+    )]
+    pub image_memory_mib: u64,
     #[command(flatten)]
     pub output: OutputArgs,
 }

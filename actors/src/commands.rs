@@ -40,6 +40,7 @@ pub fn rank(args: RankArgs) -> Result<u8> {
     let options = RunOptions {
         recursive: args.recursive,
         concurrency: args.concurrency,
+        image_memory_mib: args.image_memory_mib,
         limits: Limits::default(),
         job: JobOptions {
             budget_calls_per_image: args.budget,

@@ -12,7 +12,7 @@
 //! reported with exit code 64 and nothing half-starts.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -169,9 +169,27 @@ pub struct PipelineConfig {
     pub fetch_attempts: u32,
     /// Largest image file accepted, in bytes.
     pub max_image_bytes: u64,
+    /// Memory for the prepared images that comparing jobs keep between rounds, shared by the
+    /// process's jobs, in MiB (588 KiB an image for Co-Instruct). Images past it wait in files
+    /// under `spill_dir` (see `crate::prepared`).
+    pub prepared_memory_mib: u64,
+    /// Where images past `prepared_memory_mib` wait; empty for the system's temporary folder
+    /// (`TMPDIR`).
+    pub spill_dir: PathBuf,
     /// A job that makes no progress (no image loaded, scored or compared) for this long is
     /// given up: returned to the queue on its first delivery, answered with a failure after.
     pub job_stall_timeout_secs: u64,
+}
+
+impl PipelineConfig {
+    /// The folder that images past `prepared_memory_mib` wait in.
+    pub fn spill_dir(&self) -> PathBuf {
+        if self.spill_dir.as_os_str().is_empty() {
+            std::env::temp_dir()
+        } else {
+            self.spill_dir.clone()
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -188,6 +206,8 @@ impl Default for PipelineConfig {
             checkpoint_every_groups: 64,
             fetch_attempts: 3,
             max_image_bytes: engine::image::Limits::default().max_bytes,
+            prepared_memory_mib: 2048,
+            spill_dir: PathBuf::new(),
             job_stall_timeout_secs: 300,
         }
     }

@@ -12,6 +12,7 @@ mod load;
 mod models;
 mod output;
 mod pipeline;
+mod prepared;
 mod service;
 mod source;
 

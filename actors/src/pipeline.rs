@@ -4,7 +4,8 @@
 //! it, so the CLI and the service rank the same way through one pipeline.
 //!
 //! A comparator that scores images one at a time is asked once per image as it loads. One that
-//! only compares keeps each image in its prepared form, and the engine's `Job` plans the groups
+//! only compares keeps each image in its prepared form (in memory up to `--image-memory-mib`,
+//! then on disk: `crate::prepared`), and the engine's `Job` plans the groups
 //! and fits the answers.
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::actors::coordinator::{self, Coordinator, CoordinatorMsg, Reply};
 use crate::actors::supervisor::{self, Supervisor};
 use crate::config::Config;
+use crate::prepared::ImageMemory;
 use crate::service::metrics::Metrics;
 use crate::service::wire::{JobSpec, Selection};
 use crate::service::Context;
@@ -44,6 +46,8 @@ pub struct Stats {
     /// it in the metrics (a CLI run has its own); only for comparators that keep one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_cache: Option<CacheStats>,
+    /// Images that waited on disk between rounds, past `--image-memory-mib`.
+    pub images_on_disk: u64,
 }
 
 /// What a run produced.
@@ -60,6 +64,9 @@ pub struct Report {
 pub struct RunOptions {
     pub recursive: bool,
     pub concurrency: usize,
+    /// Memory for the images a comparing job keeps between rounds; past it they wait on disk
+    /// (`crate::prepared`).
+    pub image_memory_mib: u64,
     pub limits: Limits,
     pub job: JobOptions,
     /// What a comparator is asked about each group.
@@ -84,9 +91,11 @@ pub async fn run(
     config.pipeline.num_loaders = options.concurrency.max(1);
     config.pipeline.max_images_in_flight = 2 * options.concurrency.max(1);
     config.pipeline.max_image_bytes = options.limits.max_bytes;
+    config.pipeline.prepared_memory_mib = options.image_memory_mib;
     let keeps_a_cache = comparator.cache_stats().is_some();
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ctx = Context {
+        image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)?),
         config: Arc::new(config),
         metrics: metrics.clone(),
         health: Arc::default(),
@@ -137,5 +146,6 @@ pub async fn run(
             bytes: u64::try_from(metrics.embedding_cache_bytes.get()).unwrap_or(0),
         });
     }
+    report.stats.images_on_disk = metrics.prepared_images_spilled.get();
     Ok(report)
 }

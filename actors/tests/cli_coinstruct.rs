@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use support::{json, qrank, repo};
+use support::{json, qrank, qrank_env, repo};
 
 /// The golden tiny checkpoint laid out as a hub folder, with a word-level test tokenizer
 /// (`tests/data/tiny-tokenizer.json`, ids below the tiny vocabulary of 512).
@@ -71,6 +71,11 @@ fn compare_answers_an_open_question() {
 
 /// `qrank rank examples/photos` with the tiny checkpoint at 1 call per image, and `extra`.
 fn rank_photos_with_tiny_model(extra: &[&str]) -> Output {
+    rank_photos_with_tiny_model_env(extra, &[])
+}
+
+/// [`rank_photos_with_tiny_model`] with these environment variables.
+fn rank_photos_with_tiny_model_env(extra: &[&str], env: &[(&str, &Path)]) -> Output {
     let model = tiny_checkpoint();
     let mut args = vec![
         "rank",
@@ -81,7 +86,25 @@ fn rank_photos_with_tiny_model(extra: &[&str]) -> Output {
         "1",
     ];
     args.extend_from_slice(extra);
-    qrank(&args)
+    qrank_env(&args, env)
+}
+
+/// Each ranked image's name and score, best first.
+fn named_scores(report: &Value) -> Vec<(String, f64)> {
+    report["ranking"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap()))
+        .collect()
+}
+
+/// The same names in the same order, and the same scores up to `1e-6`.
+fn assert_same_ranking(a: &Value, b: &Value) {
+    for ((name_a, score_a), (name_b, score_b)) in named_scores(a).into_iter().zip(named_scores(b)) {
+        assert_eq!(name_a, name_b);
+        assert!((score_a - score_b).abs() < 1e-6, "{name_a}: {score_a} vs {score_b}");
+    }
 }
 
 #[test]
@@ -129,18 +152,25 @@ fn rank_reports_the_embedding_cache_and_its_size_option() {
     );
     // The cache changes no answer (tokens may differ in the last bits with the batch they were
     // worked out in, so scores are compared to a tolerance).
-    let items = |report: &Value| -> Vec<(String, f64)> {
-        report["ranking"]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| (i["name"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap()))
-            .collect()
-    };
-    for ((name_c, score_c), (name_u, score_u)) in items(&cached).into_iter().zip(items(&uncached)) {
-        assert_eq!(name_c, name_u);
-        assert!((score_c - score_u).abs() < 1e-6, "{name_c}: {score_c} vs {score_u}");
-    }
+    assert_same_ranking(&cached, &uncached);
+}
+
+/// With no memory for images, every photo waits between rounds in a file in the temporary
+/// folder and comes back the same: the ranking is the one made in memory, the run's stats count
+/// the photos that waited on disk, and the files are gone when the run ends.
+#[test]
+fn rank_with_no_image_memory_keeps_the_photos_on_disk_and_ranks_the_same() {
+    let in_memory = ok_json(&rank_photos_with_tiny_model(&["--format", "json"]));
+    assert_eq!(in_memory["stats"]["images_on_disk"], 0);
+    let tmp = tempfile::tempdir().unwrap();
+    let on_disk = ok_json(&rank_photos_with_tiny_model_env(
+        &["--format", "json", "--image-memory-mib", "0"],
+        &[("TMPDIR", tmp.path())],
+    ));
+    assert_eq!(on_disk["stats"]["images_on_disk"], 20, "{}", on_disk["stats"]);
+    assert_same_ranking(&in_memory, &on_disk);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the spilled files are deleted: {left:?}");
 }
 
 /// A drop-worst run compares near its cut and says, per image, whether it is dropped and how

@@ -66,6 +66,11 @@ fn check_config_rejects_bad_values_with_64() {
         (vec![], vec![("QRANK_NOSUCH__KEY", "1")], "nosuch"),
         (vec!["--config", typo.to_str().unwrap()], vec![], "prefech"),
         (vec!["--config", "/no/such/qrank.toml"], vec![], "/no/such/qrank.toml"),
+        (
+            vec![],
+            vec![("QRANK_PIPELINE__SPILL_DIR", "/no/such/spill")],
+            "pipeline.spill_dir /no/such/spill",
+        ),
     ];
     for (mut args, settings, named) in cases {
         args.push("--check-config");

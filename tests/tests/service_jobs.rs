@@ -172,6 +172,81 @@ async fn a_drop_worst_job_marks_the_worst_fraction_with_its_doubt() {
     broker.close().await;
 }
 
+/// A comparing job past `pipeline.prepared_memory_mib` keeps its photos in files under
+/// `pipeline.spill_dir` between rounds, and ranks exactly as a job with the photos in memory; the
+/// metrics count the photos spilled, and the files are gone once the job is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_past_its_image_memory_waits_on_disk_and_ranks_the_same() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "spill");
+    let photos = files_in("examples/photos", &["jpg"]);
+    sandbox.upload("images", &photos).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("spill.results").await;
+    let spill = tempfile::tempdir().unwrap();
+    let spill_dir = spill.path().to_str().unwrap();
+    let comparing = [
+        ("QRANK_MODEL__COMPARE_GROUPS", "true"),
+        ("QRANK_PIPELINE__STOP_TOLERANCE", "0"),
+    ];
+    let mut ranked = Vec::new();
+    for (job_id, memory_mib) in [("job-in-memory", "2048"), ("job-on-disk", "0")] {
+        let mut settings = comparing.to_vec();
+        settings.extend([
+            ("QRANK_PIPELINE__PREPARED_MEMORY_MIB", memory_mib),
+            ("QRANK_PIPELINE__SPILL_DIR", spill_dir),
+        ]);
+        let service = Service::start(&sandbox, &settings).await;
+        let job = RankJob {
+            budget_calls_per_image: 1.0,
+            output_prefix: sandbox.url(job_id),
+            ..job(&sandbox, job_id, "spill.results")
+        };
+        broker.publish_job(&job).await;
+        let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+        assert_eq!(result.failure, "");
+        // The job lets go of its photos a moment after the result, once it is acked.
+        let mut metrics = service.metrics().await;
+        for _ in 0..50 {
+            let held = |place: &str| metrics.value(&format!("qrank_prepared_image_bytes{{place=\"{place}\"}}"));
+            if held("memory") == 0.0 && held("disk") == 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            metrics = service.metrics().await;
+        }
+        let spilled = if memory_mib == "0" { photos.len() as f64 } else { 0.0 };
+        assert_eq!(
+            metrics.value("qrank_prepared_images_spilled_total"),
+            spilled,
+            "{job_id}"
+        );
+        for place in ["memory", "disk"] {
+            let series = format!("qrank_prepared_image_bytes{{place=\"{place}\"}}");
+            assert_eq!(metrics.value(&series), 0.0, "{job_id}: {series}");
+        }
+        let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
+        assert!(left.is_empty(), "{job_id}: the spilled files are deleted: {left:?}");
+        ranked.push(
+            result
+                .items
+                .iter()
+                .map(|i| (i.uri.clone(), i.score))
+                .collect::<Vec<_>>(),
+        );
+    }
+    // The same order and scores; answers are recorded as they come back from the inference
+    // threads, so the fit may add them up in another order, to within rounding.
+    assert_eq!(ranked[0].len(), photos.len());
+    for ((uri_a, score_a), (uri_b, score_b)) in ranked[0].iter().zip(&ranked[1]) {
+        assert_eq!(uri_a, uri_b, "the same ranking from memory and from disk");
+        assert!((score_a - score_b).abs() < 1e-9, "{uri_a}: {score_a} vs {score_b}");
+    }
+    broker.close().await;
+}
+
 /// Broken files next to good photos: the job completes, every photo is ranked, and every
 /// broken file is reported with its kind, in the message and the metrics.
 #[tokio::test(flavor = "multi_thread")]

@@ -2,6 +2,8 @@
 //! listing in batches, keeps a bounded number of images loading or being scored, drives the
 //! comparison rounds (answering from the checkpoint when a redelivered job resumes), checkpoints
 //! new answers, and finally writes the result, publishes it with a confirm, and only then acks.
+//! A comparing job keeps its prepared images until then, in memory or on disk
+//! ([`crate::prepared`]).
 //!
 //! `qrank rank` runs the same coordinator with a [`Reply::Local`]: the report goes back to the
 //! command line, and progress drives its bars, instead of the broker and the object store.
@@ -38,6 +40,7 @@ use super::ranker::RankerMsg;
 use super::scheduler::{self, Scheduler, SchedulerMsg};
 use super::{loader_name, lookup, INFERENCE, PUBLISHER, RANKER};
 use crate::pipeline::{FileError, Progress, Report, Stats};
+use crate::prepared::PreparedImage;
 use crate::service::shared_groups;
 use crate::service::wire::{failed_result, ranked_result, JobSpec};
 use crate::service::Context;
@@ -110,13 +113,13 @@ pub struct State {
     loading_done: bool,
     scored: Vec<(String, f64)>,
     /// Loaded images, with their locations in the source's store.
-    prepared: Vec<(Image, String)>,
+    prepared: Vec<(PreparedImage, String)>,
     errors: Vec<FileError>,
     num_listed: u64,
     num_loaded: u64,
     // Comparing.
     scheduler: Option<ActorRef<SchedulerMsg>>,
-    images: Arc<Vec<Image>>,
+    images: Arc<Vec<PreparedImage>>,
     /// Each image's location in the source's store, in the order of `images`.
     locations: Vec<String>,
     /// Set when this job's groups go to the shared queue (`service::shared_groups`).
@@ -265,9 +268,10 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             }
             if state.ctx.compares_groups() {
                 let image = if shares_groups(state) {
-                    without_pixels(image)
+                    PreparedImage::unkept(image).without_pixels()
                 } else {
-                    image
+                    let memory = state.ctx.image_memory.clone();
+                    tokio::task::spawn_blocking(move || memory.keep(image)).await?
                 };
                 state.prepared.push((image, location.as_ref().to_owned()));
                 state.in_flight -= 1;
@@ -343,6 +347,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                     num_model_calls: state.num_model_calls as usize,
                     seconds: state.started.elapsed().as_secs_f64(),
                     embedding_cache: None,
+                    images_on_disk: 0,
                 },
             };
             finish(myself, state, report).await?;
@@ -494,15 +499,15 @@ async fn loading_finished(myself: &ActorRef<CoordinatorMsg>, state: &mut State) 
         return Ok(());
     }
     let mut prepared = std::mem::take(&mut state.prepared);
-    prepared.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    let (mut images, locations): (Vec<Image>, Vec<String>) = prepared.into_iter().unzip();
-    let names = images.iter().map(|image| image.name.clone()).collect();
+    prepared.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+    let (mut images, locations): (Vec<PreparedImage>, Vec<String>) = prepared.into_iter().unzip();
+    let names = images.iter().map(|image| image.name().to_owned()).collect();
     if shares_groups(state) {
         tracing::info!(
             num_images = images.len(),
             "sharing this job's groups with every replica"
         );
-        images = images.into_iter().map(without_pixels).collect();
+        images = images.into_iter().map(PreparedImage::without_pixels).collect();
         state.sharing = Some(Sharing {
             key: state.ctx.shared_groups.register(myself),
             next_task: 0,
@@ -537,20 +542,16 @@ fn shares_groups(state: &State) -> bool {
     from > 0 && state.num_listed >= from && matches!(state.reply, Some(Reply::Broker { .. }))
 }
 
-/// The image with its name and hash, and no pixels.
-fn without_pixels(image: Image) -> Image {
-    Image {
-        rgb: Default::default(),
-        ..image
-    }
-}
-
 fn scheduler(state: &State) -> Result<&ActorRef<SchedulerMsg>> {
     state.scheduler.as_ref().ok_or_else(|| anyhow!("no scheduler"))
 }
 
-fn group_names(images: &[Image], group: &Group) -> Vec<String> {
-    group.items.iter().map(|&i| images[i as usize].name.clone()).collect()
+fn group_names(images: &[PreparedImage], group: &Group) -> Vec<String> {
+    group
+        .items
+        .iter()
+        .map(|&i| images[i as usize].name().to_owned())
+        .collect()
 }
 
 /// Send the round's groups to the inference worker while under the in-flight limit. A group

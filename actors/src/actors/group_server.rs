@@ -26,6 +26,7 @@ use super::inference::{CompareReply, Task};
 use super::loader::load_one;
 use super::publisher::{publish_confirmed, Outgoing};
 use super::{lookup, INFERENCE};
+use crate::prepared::PreparedImage;
 use crate::service::dead_letter::dead_letter;
 use crate::service::shared_groups::{self, CheckedTask};
 use crate::service::Context;
@@ -116,7 +117,7 @@ async fn judge(ctx: &Context, checked: &CheckedTask) -> Result<GroupOutcome, Str
     };
     worker
         .cast(Task::Compare {
-            images: Arc::new(images),
+            images: Arc::new(images.into_iter().map(PreparedImage::unkept).collect()),
             group,
             criterion: checked.criterion.clone(),
             reply_to: CompareReply::Shared(reply),

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::coordinator::CoordinatorMsg;
 use crate::pipeline::FileError;
+use crate::prepared::PreparedImage;
 use crate::service::metrics::Metrics;
 use crate::service::Context;
 
@@ -26,7 +27,7 @@ pub enum Task {
     Score(Image, ActorRef<CoordinatorMsg>),
     /// Judge one group of the job's prepared images.
     Compare {
-        images: Arc<Vec<Image>>,
+        images: Arc<Vec<PreparedImage>>,
         group: Group,
         criterion: Criterion,
         reply_to: CompareReply,
@@ -133,11 +134,17 @@ fn run(task: Task, comparator: &dyn Comparator, metrics: &Metrics) {
             criterion,
             reply_to,
         } => {
-            let members: Vec<&Image> = group.items.iter().map(|&i| &images[i as usize]).collect();
-            let outcome: Result<GroupOutcome, String> =
-                catch_unwind(AssertUnwindSafe(|| comparator.compare(&members, &criterion)))
-                    .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
-                    .map_err(|e| e.to_string());
+            let outcome = group
+                .items
+                .iter()
+                .map(|&i| images[i as usize].image())
+                .collect::<Result<Vec<_>, String>>()
+                .and_then(|members| {
+                    let members: Vec<&Image> = members.iter().map(AsRef::as_ref).collect();
+                    catch_unwind(AssertUnwindSafe(|| comparator.compare(&members, &criterion)))
+                        .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
+                        .map_err(|e| e.to_string())
+                });
             observe(metrics, "compare", started);
             if let Some(stats) = comparator.cache_stats() {
                 metrics.observe_cache(stats);

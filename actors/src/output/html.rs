@@ -166,6 +166,7 @@ mod tests {
                 num_model_calls: 12,
                 seconds: 1.5,
                 embedding_cache: None,
+                images_on_disk: 0,
             },
         }
     }

@@ -7,8 +7,8 @@
 
 use engine::compare::CacheStats;
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the service exports.
@@ -45,6 +45,11 @@ pub struct Metrics {
     pub embedding_cache_hits: IntCounter,
     pub embedding_cache_misses: IntCounter,
     pub embedding_cache_bytes: IntGauge,
+    /// Bytes of prepared images that comparing jobs keep between rounds, by `place`: memory (up
+    /// to `pipeline.prepared_memory_mib`) or disk (in `pipeline.spill_dir`, past it).
+    pub prepared_image_bytes: IntGaugeVec,
+    /// Images that waited on disk because the memory for prepared images was full.
+    pub prepared_images_spilled: IntCounter,
     /// Groups answered, and those whose answer came from a checkpoint instead.
     pub groups_answered: IntCounter,
     pub groups_resumed: IntCounter,
@@ -139,6 +144,21 @@ impl Metrics {
                 "Images whose model input was worked out again (first seen, or evicted)",
             )?,
             embedding_cache_bytes: gauge("qrank_embedding_cache_bytes", "Bytes held by the comparator's cache")?,
+            prepared_image_bytes: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "qrank_prepared_image_bytes",
+                        "Bytes of prepared images kept by comparing jobs, by place",
+                    ),
+                    &["place"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            prepared_images_spilled: counter(
+                "qrank_prepared_images_spilled_total",
+                "Images that waited on disk because the memory for prepared images was full",
+            )?,
             groups_answered: counter("qrank_ranker_groups_answered_total", "Groups answered")?,
             groups_resumed: counter(
                 "qrank_ranker_groups_resumed_total",
@@ -254,9 +274,12 @@ mod tests {
             &metrics.inference_calls,
             &metrics.amqp_published,
             &metrics.actor_restarts,
+            &metrics.shared_groups_published,
+            &metrics.shared_groups_served,
         ] {
             vec.with_label_values(&["x"]).inc();
         }
+        metrics.prepared_image_bytes.with_label_values(&["x"]).set(1);
         metrics.inference_call.with_label_values(&["x"]).observe(1.0);
         let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/qrank/README.md");
         let readme = std::fs::read_to_string(readme_path).unwrap();
@@ -268,7 +291,7 @@ mod tests {
             .collect();
         assert_eq!(
             names.len(),
-            24,
+            28,
             "a new metric? list it in helm/qrank/README.tmpl.md, and above if it has labels: {names:?}"
         );
         for name in names {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use engine::compare::Comparator;
 
 use crate::config::Config;
+use crate::prepared::ImageMemory;
 
 pub mod broker;
 pub mod dead_letter;
@@ -27,6 +28,8 @@ pub struct Context {
     pub comparator: Arc<dyn Comparator>,
     /// Where answers to shared groups come back, and who waits for them.
     pub shared_groups: Arc<shared_groups::SharedGroups>,
+    /// The memory the jobs' prepared images share, and the disk past it.
+    pub image_memory: Arc<ImageMemory>,
 }
 
 impl std::fmt::Debug for Context {

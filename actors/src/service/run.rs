@@ -20,11 +20,13 @@ use crate::actors::{lookup, JOB_SOURCE};
 use crate::cli::{ServeArgs, UsageError};
 use crate::config::{redact_url, Config, LogFormat};
 use crate::exit;
+use crate::prepared::{check_spill_dir, ImageMemory};
 
 /// `qrank serve`.
 pub fn serve(args: ServeArgs) -> Result<u8> {
     let config = Config::load(args.config.as_deref(), std::env::vars())
         .map_err(|e| UsageError(format!("bad configuration: {e}")))?;
+    check_spill_dir(&config.pipeline.spill_dir()).map_err(|e| UsageError(format!("bad configuration: {e:#}")))?;
     if args.check_config {
         println!("configuration ok");
         return Ok(exit::OK);
@@ -94,6 +96,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(model = %comparator.model_id(), "model loaded");
     health.model_loaded.store(true, Ordering::Relaxed);
     let ctx = Context {
+        image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)?),
         config: config.clone(),
         metrics,
         health: health.clone(),

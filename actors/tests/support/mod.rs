@@ -12,8 +12,14 @@ pub fn repo() -> PathBuf {
 
 /// Run the `qrank` binary of this build in the repository root.
 pub fn qrank(args: &[&str]) -> Output {
+    qrank_env(args, &[])
+}
+
+/// [`qrank`] with these environment variables.
+pub fn qrank_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qrank"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(repo())
         .output()
         .unwrap()
