@@ -100,6 +100,32 @@ fn exif_orientation_is_applied() {
     assert!(rgb.get_pixel(10, 10)[0] < 200, "marker still at top-left");
 }
 
+/// Photo formats we cannot decode are named in the error, with what to do about them: HEIC (as
+/// iPhones save photos) and AVIF files made by libheif and libavif, and JPEG XL by its magic
+/// bytes, in both its forms.
+#[test]
+fn photo_formats_we_cannot_read_are_named() {
+    for (file, what) in [("phone.heic", "HEIC (HEIF)"), ("photo.avif", "AVIF")] {
+        let e = bad(file);
+        assert!(matches!(e, ImageError::Unsupported { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{file}: unsupported format: {what}; qrank reads JPEG, PNG")),
+            "{e}"
+        );
+    }
+    let limits = Limits::default();
+    for jxl in [&[0xFF, 0x0A, 0x00][..], b"\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14ftypjxl "] {
+        let e = decode("x.jxl", jxl, &limits).unwrap_err();
+        assert!(e.to_string().contains("format: JPEG XL; qrank reads"), "{e}");
+    }
+    let e = decode("notes.txt", b"plain words, not an image", &limits).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "notes.txt: unsupported format: not a recognised image format"
+    );
+}
+
 #[test]
 fn hostile_files_are_refused_with_their_reason() {
     assert!(matches!(bad("empty.jpg"), ImageError::Empty { .. }));

@@ -59,6 +59,8 @@ pub fn bad_fixture_kinds() -> BTreeMap<&'static str, &'static str> {
         ("corrupt.png", "corrupt"),
         ("empty.jpg", "empty"),
         ("notes.txt", "unsupported"),
+        ("phone.heic", "unsupported"),
+        ("photo.avif", "unsupported"),
         ("truncated.jpg", "truncated"),
         ("truncated.png", "truncated"),
     ])

@@ -80,17 +80,21 @@ pub fn decode(name: &str, bytes: &[u8], limits: &Limits) -> Result<Image, ImageE
         return Err(ImageError::Empty { name: name.to_owned() });
     }
     limits.check_bytes(name, bytes.len() as u64)?;
-    let format = image::guess_format(bytes).map_err(|_| ImageError::Unsupported {
+    let unsupported = |what: &str| ImageError::Unsupported {
         name: name.to_owned(),
-        detail: "not a recognised image format".to_owned(),
-    })?;
-    if !FORMATS.contains(&format) {
-        let detail = format!("{format:?} is not one of JPEG, PNG, WebP, TIFF, GIF, BMP");
-        return Err(ImageError::Unsupported {
-            name: name.to_owned(),
-            detail,
-        });
-    }
+        detail: format!("{what}; qrank reads JPEG, PNG, WebP, TIFF, GIF and BMP, so convert it to one of those"),
+    };
+    let format = match (image::guess_format(bytes), photo_format_we_cannot_read(bytes)) {
+        (_, Some(what)) => return Err(unsupported(what)),
+        (Ok(format), None) if FORMATS.contains(&format) => format,
+        (Ok(format), None) => return Err(unsupported(&format!("{format:?}"))),
+        (Err(_), None) => {
+            return Err(ImageError::Unsupported {
+                name: name.to_owned(),
+                detail: "not a recognised image format".to_owned(),
+            })
+        }
+    };
     check_complete(name, format, bytes)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits(limits));
@@ -107,6 +111,39 @@ pub fn decode(name: &str, bytes: &[u8], limits: &Limits) -> Result<Image, ImageE
         content_hash: Image::hash_bytes(bytes),
         rgb: to_rgb(decoded, limits.background_rgb),
     })
+}
+
+/// The name of a photo format common in photo folders that we cannot decode, from its magic
+/// bytes, so that the error says what the file is: HEIC is how iPhones save photos, and the
+/// `image` crate does not know it (it would say "not a recognised image format").
+fn photo_format_we_cannot_read(bytes: &[u8]) -> Option<&'static str> {
+    const JXL_CONTAINER: &[u8] = b"\0\0\0\x0cJXL \r\n\x87\n";
+    if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(JXL_CONTAINER) {
+        return Some("JPEG XL");
+    }
+    // ISO base media files (HEIF, AVIF, camera raw CR3) open with an `ftyp` box: a major brand
+    // and compatible brands, 4 bytes each. An AVIF file may name the generic HEIF brand `mif1`
+    // too, so AVIF is looked for first.
+    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
+        return None;
+    }
+    let box_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let brands: Vec<&[u8]> = bytes[8..box_len.clamp(16, bytes.len())]
+        .chunks_exact(4)
+        .enumerate()
+        .filter(|&(i, _)| i != 1) // the minor version
+        .map(|(_, brand)| brand)
+        .collect();
+    let has = |wanted: &[&[u8; 4]]| brands.iter().any(|b| wanted.iter().any(|w| b == w));
+    if has(&[b"avif", b"avis"]) {
+        Some("AVIF")
+    } else if has(&[b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"]) {
+        Some("HEIC (HEIF)")
+    } else if has(&[b"crx "]) {
+        Some("Canon raw (CR3)")
+    } else {
+        None
+    }
 }
 
 /// The `image` crate's own allocation guard, a second line behind our header check.
