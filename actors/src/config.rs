@@ -169,6 +169,10 @@ pub struct PipelineConfig {
     pub fetch_attempts: u32,
     /// Largest image file accepted, in bytes.
     pub max_image_bytes: u64,
+    /// The most images one job may list. A job past it fails at once, on its first delivery,
+    /// with a result that says so: a source pointed at a bucket's root by mistake would
+    /// otherwise hold a replica for days and fill its disk.
+    pub max_images_per_job: u64,
     /// Memory for the prepared images that comparing jobs keep between rounds, shared by the
     /// process's jobs, in MiB (588 KiB an image for Co-Instruct). Images past it wait in files
     /// under `spill_dir` (see `crate::prepared`).
@@ -206,6 +210,7 @@ impl Default for PipelineConfig {
             checkpoint_every_groups: 64,
             fetch_attempts: 3,
             max_image_bytes: engine::image::Limits::default().max_bytes,
+            max_images_per_job: 50_000,
             prepared_memory_mib: 2048,
             spill_dir: PathBuf::new(),
             job_stall_timeout_secs: 300,
@@ -361,6 +366,9 @@ impl Config {
             if value == 0 {
                 return invalid(key, "must be at least 1");
             }
+        }
+        if p.max_images_per_job == 0 {
+            return invalid("pipeline.max_images_per_job", "must be at least 1");
         }
         if p.fetch_attempts == 0 {
             return invalid("pipeline.fetch_attempts", "must be at least 1");

@@ -247,6 +247,37 @@ async fn a_job_past_its_image_memory_waits_on_disk_and_ranks_the_same() {
     broker.close().await;
 }
 
+/// A job whose source lists more images than `pipeline.max_images_per_job` fails on its first
+/// delivery with a result that names the limit: it would fail again, so it is not requeued.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_over_the_image_limit_fails_at_once_and_says_why() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "too-many");
+    let photos = files_in("examples/photos", &["jpg"]);
+    sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[("QRANK_PIPELINE__MAX_IMAGES_PER_JOB", "5")]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("too-many.results").await;
+    broker
+        .publish_job(&job(&sandbox, "job-too-many", "too-many.results"))
+        .await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    assert!(result.items.is_empty());
+    assert!(
+        result.failure.starts_with("the source lists more than 5 images")
+            && result.failure.contains("pipeline.max_images_per_job"),
+        "{}",
+        result.failure
+    );
+    let metrics = service.metrics().await;
+    assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"failed\"}"), 1.0);
+    assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"requeued\"}"), 0.0);
+    assert_eq!(broker.jobs_waiting().await, 0, "answered and acked, not requeued");
+    broker.close().await;
+}
+
 /// Broken files next to good photos: the job completes, every photo is ranked, and every
 /// broken file is reported with its kind, in the message and the metrics.
 #[tokio::test(flavor = "multi_thread")]

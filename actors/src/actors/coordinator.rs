@@ -195,7 +195,8 @@ impl Actor for Coordinator {
                 if state.done {
                     tracing::warn!(error = format!("{e:#}"), "finishing the job failed");
                 } else {
-                    give_up(&myself, state, format!("{e:#}")).await;
+                    let again = if e.is::<Refused>() { Again::Never } else { Again::Once };
+                    give_up(&myself, state, format!("{e:#}"), again).await;
                 }
             }
         }
@@ -221,7 +222,7 @@ impl Actor for Coordinator {
         if let SupervisionEvent::ActorFailed(_, error) = event {
             if !state.done {
                 let span = state.span.clone();
-                give_up(&myself, state, format!("a helper actor crashed: {error}"))
+                give_up(&myself, state, format!("a helper actor crashed: {error}"), Again::Once)
                     .instrument(span)
                     .await;
             }
@@ -254,6 +255,14 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                     }
                     Err(e) => image_failed(state, e),
                 }
+            }
+            let most = state.ctx.config.pipeline.max_images_per_job;
+            if state.num_listed > most {
+                return Err(Refused(format!(
+                    "the source lists more than {most} images, the most one job may rank \
+                     (pipeline.max_images_per_job): split it into several jobs, or list its keys"
+                ))
+                .into());
             }
             state.listing_done = last;
             state.awaiting_batch = false;
@@ -701,9 +710,25 @@ async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, report: Re
     ack(myself, state).await
 }
 
-/// A job-level failure. A first delivery goes back to the queue, in case the cause was
-/// passing; a redelivered one is answered with a result that states the failure.
-async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: String) {
+/// A failure that would fail again however often the job were tried, such as a source with more
+/// images than a job may rank: answered at once rather than requeued.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// Whether a failed job is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Again {
+    /// Once, in case the cause was passing (a store or broker away).
+    Once,
+    /// Never: the job itself is at fault ([`Refused`]).
+    Never,
+}
+
+/// A job-level failure. A first delivery goes back to the queue when the cause may pass
+/// (`Again::Once`); a redelivered one, or one `Refused`, is answered with a result that states
+/// the failure.
+async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: String, again: Again) {
     tracing::warn!(error = %reason, "job failed");
     let redelivered = match &state.reply {
         Some(Reply::Broker { redelivered, .. }) => *redelivered,
@@ -713,7 +738,7 @@ async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: S
         }
         None => return,
     };
-    if !redelivered {
+    if !redelivered && again == Again::Once {
         state.ctx.metrics.jobs_completed.with_label_values(&["requeued"]).inc();
         return nack(myself, state).await;
     }
