@@ -267,6 +267,14 @@ mod tests {
         }
     }
 
+    /// A budget of `limit_bytes` spilling to a fresh folder, and what it counts.
+    fn budget(limit_bytes: u64) -> (tempfile::TempDir, Counts, Arc<ImageMemory>) {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = counts();
+        let memory = Arc::new(ImageMemory::new(limit_bytes, dir.path(), counts.clone()).unwrap());
+        (dir, counts, memory)
+    }
+
     /// A 10 x 10 image (300 bytes of pixels) whose pixels spell out `seed`.
     fn image(name: &str, seed: u8) -> Image {
         let pixels = (0..300u32).map(|i| (i as u8).wrapping_mul(seed)).collect();
@@ -279,9 +287,7 @@ mod tests {
 
     #[test]
     fn images_past_the_budget_wait_on_disk_and_come_back_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let counts = counts();
-        let memory = Arc::new(ImageMemory::new(700, dir.path(), counts.clone()).unwrap());
+        let (dir, counts, memory) = budget(700);
         let kept: Vec<PreparedImage> = (1..=4).map(|i| memory.keep(image(&format!("{i}.png"), i))).collect();
         // Two fit in 700 bytes; the other two are files.
         assert!(matches!(kept[1], PreparedImage::InMemory { .. }));
@@ -307,9 +313,7 @@ mod tests {
 
     #[test]
     fn a_lost_file_is_an_error_that_names_the_image_and_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let counts = counts();
-        let memory = Arc::new(ImageMemory::new(0, dir.path(), counts.clone()).unwrap());
+        let (_dir, _, memory) = budget(0);
         let kept = memory.keep(image("cat.jpg", 3));
         let PreparedImage::OnDisk { file, .. } = &kept else {
             panic!("a budget of 0 keeps nothing in memory")
@@ -327,9 +331,7 @@ mod tests {
 
     #[test]
     fn a_spill_that_fails_keeps_the_image_in_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let counts = counts();
-        let memory = Arc::new(ImageMemory::new(0, dir.path(), counts.clone()).unwrap());
+        let (dir, counts, memory) = budget(0);
         drop(dir);
         let kept = memory.keep(image("cat.jpg", 3));
         assert!(matches!(kept, PreparedImage::InMemory { .. }));
@@ -341,17 +343,14 @@ mod tests {
 
     #[test]
     fn a_spill_folder_that_cannot_be_written_is_refused_at_start() {
-        let counts = counts();
-        let e = ImageMemory::new(0, Path::new("/nonexistent/qrank-spill"), counts.clone()).unwrap_err();
+        let e = ImageMemory::new(0, Path::new("/nonexistent/qrank-spill"), counts()).unwrap_err();
         let e = format!("{e:#}");
         assert!(e.starts_with("pipeline.spill_dir /nonexistent/qrank-spill: "), "{e}");
     }
 
     #[test]
     fn without_pixels_keeps_the_name_and_gives_the_memory_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let counts = counts();
-        let memory = Arc::new(ImageMemory::new(300, dir.path(), counts.clone()).unwrap());
+        let (_dir, counts, memory) = budget(300);
         let (a, b) = (memory.keep(image("a.png", 1)), memory.keep(image("b.png", 2)));
         let (a, b) = (a.without_pixels(), b.without_pixels());
         assert_eq!((a.name(), b.name()), ("a.png", "b.png"));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use protos::v1::RankJob;
 use qrank_tests::{bad_fixture_kinds, files_in};
-use service_support::{job, Broker, Sandbox, Servers, Service};
+use service_support::{job, metrics_once, Broker, Metrics, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -208,15 +208,13 @@ async fn a_job_past_its_image_memory_waits_on_disk_and_ranks_the_same() {
             .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
         assert_eq!(result.failure, "");
         // The job lets go of its photos a moment after the result, once it is acked.
-        let mut metrics = service.metrics().await;
-        for _ in 0..50 {
-            let held = |place: &str| metrics.value(&format!("qrank_prepared_image_bytes{{place=\"{place}\"}}"));
-            if held("memory") == 0.0 && held("disk") == 0.0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            metrics = service.metrics().await;
-        }
+        let held =
+            |metrics: &Metrics, place: &str| metrics.value(&format!("qrank_prepared_image_bytes{{place=\"{place}\"}}"));
+        let metrics = metrics_once(&[&service], |m| {
+            held(&m[0], "memory") == 0.0 && held(&m[0], "disk") == 0.0
+        })
+        .await
+        .remove(0);
         let spilled = if memory_mib == "0" { photos.len() as f64 } else { 0.0 };
         assert_eq!(
             metrics.value("qrank_prepared_images_spilled_total"),
@@ -224,8 +222,7 @@ async fn a_job_past_its_image_memory_waits_on_disk_and_ranks_the_same() {
             "{job_id}"
         );
         for place in ["memory", "disk"] {
-            let series = format!("qrank_prepared_image_bytes{{place=\"{place}\"}}");
-            assert_eq!(metrics.value(&series), 0.0, "{job_id}: {series}");
+            assert_eq!(held(&metrics, place), 0.0, "{job_id}: bytes in {place}");
         }
         let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
         assert!(left.is_empty(), "{job_id}: the spilled files are deleted: {left:?}");

@@ -12,7 +12,7 @@ use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::BasicProperties;
 use protos::v1::{RankJob, RankResult};
 use qrank_tests::files_in;
-use service_support::{job, Broker, Metrics, Sandbox, Servers, Service};
+use service_support::{job, metrics_once, Broker, Metrics, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -32,24 +32,6 @@ fn comparing_job(sandbox: &Sandbox, job_id: &str, out: &str) -> RankJob {
         output_prefix: sandbox.url(out),
         ..job(sandbox, job_id, "shared.results")
     }
-}
-
-/// The replicas' metrics once `settled` holds for them, or after 5 s. Counters move a moment
-/// after the result arrives here: a replica counts an answer after the broker confirmed it, and
-/// a job after its ack.
-async fn metrics_once(services: &[&Service], settled: impl Fn(&[Metrics]) -> bool) -> Vec<Metrics> {
-    let mut metrics = Vec::new();
-    for _ in 0..50 {
-        metrics = Vec::new();
-        for service in services {
-            metrics.push(service.metrics().await);
-        }
-        if settled(&metrics) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    metrics
 }
 
 fn answered(metrics: &Metrics) -> f64 {

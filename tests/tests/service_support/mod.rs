@@ -574,6 +574,24 @@ impl Broker {
 }
 
 /// A job over `sandbox`'s `images/` prefix, writing to `out/`, replying on `reply`.
+/// The replicas' metrics once `settled` holds for them, or after 5 s. Counters move a moment
+/// after the result arrives here: a replica counts an answer after the broker confirmed it, and
+/// a job after its ack.
+pub async fn metrics_once(services: &[&Service], settled: impl Fn(&[Metrics]) -> bool) -> Vec<Metrics> {
+    let mut metrics = Vec::new();
+    for _ in 0..50 {
+        metrics = Vec::new();
+        for service in services {
+            metrics.push(service.metrics().await);
+        }
+        if settled(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    metrics
+}
+
 pub fn job(sandbox: &Sandbox, job_id: &str, reply: &str) -> RankJob {
     RankJob {
         job_id: job_id.to_owned(),
