@@ -37,6 +37,15 @@ pub fn rank(args: RankArgs) -> Result<u8> {
     output::check_writable(&args.output)?;
     let source = Source::open(&args.source)?;
     let comparator = crate::models::load(&args.model.model, args.embedding_cache_mib)?;
+    if !comparator.scores_directly() {
+        if let Err(e) = crate::prepared::check_spill_dir(&std::env::temp_dir()) {
+            eprintln!(
+                "qrank: warning: the temporary folder cannot be written ({:#}); images past \
+                 --image-memory-mib stay in memory",
+                e.root_cause()
+            );
+        }
+    }
     let options = RunOptions {
         recursive: args.recursive,
         concurrency: args.concurrency,

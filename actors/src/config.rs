@@ -175,7 +175,7 @@ pub struct PipelineConfig {
     pub max_images_per_job: u64,
     /// Memory for the prepared images that comparing jobs keep between rounds, shared by the
     /// process's jobs, in MiB (588 KiB an image for Co-Instruct). Images past it wait in files
-    /// under `spill_dir` (see `crate::prepared`).
+    /// under `spill_dir` (see `crate::prepared`); 0 puts every image there.
     pub prepared_memory_mib: u64,
     /// Where images past `prepared_memory_mib` wait; empty for the system's temporary folder
     /// (`TMPDIR`).

@@ -97,7 +97,7 @@ pub async fn run(
     let keeps_a_cache = comparator.cache_stats().is_some();
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ctx = Context {
-        image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)?),
+        image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)),
         config: Arc::new(config),
         metrics: metrics.clone(),
         health: Arc::default(),

@@ -173,6 +173,25 @@ fn rank_with_no_image_memory_keeps_the_photos_on_disk_and_ranks_the_same() {
     assert!(left.is_empty(), "the spilled files are deleted: {left:?}");
 }
 
+/// A temporary folder that cannot be written is warned about, and the images it would have held
+/// stay in memory: the run still ranks every photo.
+#[test]
+fn rank_with_an_unwritable_temporary_folder_warns_and_ranks_in_memory() {
+    let out = rank_photos_with_tiny_model_env(
+        &["--format", "json", "--image-memory-mib", "0"],
+        &[("TMPDIR", Path::new("/nonexistent/qrank-tmp"))],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("qrank: warning: the temporary folder cannot be written")
+            && stderr.contains("/nonexistent/qrank-tmp"),
+        "{stderr}"
+    );
+    let report = ok_json(&out);
+    assert_eq!(report["ranking"]["items"].as_array().unwrap().len(), 20);
+    assert_eq!(report["stats"]["images_on_disk"], 0);
+}
+
 /// A drop-worst run compares near its cut and says, per image, whether it is dropped and how
 /// likely it is to belong among the dropped. Exactly 5 of the 20 are, so the chances add up to
 /// 5 (up to the noise of the draws that give them), and they are higher for the dropped. The

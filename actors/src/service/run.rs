@@ -96,7 +96,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(model = %comparator.model_id(), "model loaded");
     health.model_loaded.store(true, Ordering::Relaxed);
     let ctx = Context {
-        image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)?),
+        image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)),
         config: config.clone(),
         metrics,
         health: health.clone(),
