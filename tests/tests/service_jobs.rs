@@ -224,7 +224,11 @@ async fn a_job_past_its_image_memory_waits_on_disk_and_ranks_the_same() {
         for place in ["memory", "disk"] {
             assert_eq!(held(&metrics, place), 0.0, "{job_id}: bytes in {place}");
         }
-        let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
+        let left: Vec<_> = walkdir::WalkDir::new(spill.path())
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".rgb"))
+            .collect();
         assert!(left.is_empty(), "{job_id}: the spilled files are deleted: {left:?}");
         ranked.push(
             result

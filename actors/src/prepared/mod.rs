@@ -10,12 +10,16 @@
 //! well under a millisecond, against the hundreds of a model call.
 //!
 //! A spill that fails (a full disk) keeps the image in memory over the budget, with a warning:
-//! memory runs short later, if at all, where losing the image would lose it now.
+//! memory runs short later, if at all, where losing the image would lose it now. The files go in
+//! a folder of the process's own, so that what a killed process leaves is removed by the next
+//! ([`spill_folder`]).
+
+mod spill_folder;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use engine::image::Image;
@@ -24,6 +28,7 @@ use tempfile::TempPath;
 
 use crate::config::PipelineConfig;
 use crate::service::metrics::Metrics;
+use spill_folder::SpillFolder;
 
 /// The memory the process's jobs share for their prepared images, and where the rest waits.
 #[derive(Debug)]
@@ -31,6 +36,8 @@ pub struct ImageMemory {
     limit_bytes: u64,
     held_bytes: AtomicU64,
     spill_dir: PathBuf,
+    /// This process's folder under `spill_dir`, made at the first spill.
+    folder: Mutex<Option<SpillFolder>>,
     counts: Counts,
 }
 
@@ -51,6 +58,7 @@ impl ImageMemory {
             limit_bytes,
             held_bytes: AtomicU64::new(0),
             spill_dir: spill_dir.to_owned(),
+            folder: Mutex::new(None),
             counts,
         }
     }
@@ -120,11 +128,12 @@ impl ImageMemory {
     fn spill(self: &Arc<Self>, image: &Image) -> Result<SpillFile> {
         use std::io::Write as _;
         let pixels = image.rgb.as_raw();
+        let folder = self.folder()?;
         let mut file = tempfile::Builder::new()
             .prefix("qrank-image-")
             .suffix(".rgb")
-            .tempfile_in(&self.spill_dir)
-            .with_context(|| format!("making a file in {}", self.spill_dir.display()))?;
+            .tempfile_in(&folder)
+            .with_context(|| format!("making a file in {}", folder.display()))?;
         file.write_all(pixels)
             .with_context(|| format!("writing {}", file.path().display()))?;
         self.counts.on_disk.add(pixels.len() as i64);
@@ -134,6 +143,16 @@ impl ImageMemory {
             bytes: pixels.len() as u64,
             memory: self.clone(),
         })
+    }
+
+    /// The path of this process's spill folder, made (and the dead ones removed) the first time.
+    fn folder(&self) -> Result<PathBuf> {
+        let mut folder = self.folder.lock().unwrap_or_else(|e| e.into_inner());
+        let folder = match &mut *folder {
+            Some(made) => made,
+            none => none.insert(SpillFolder::make(&self.spill_dir)?),
+        };
+        Ok(folder.path().to_owned())
     }
 }
 
@@ -274,6 +293,15 @@ mod tests {
         (dir, counts, memory)
     }
 
+    /// The spilled images' files under `dir`, in the process's folder.
+    fn spilled_files(dir: &Path) -> usize {
+        let folders = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.path().is_dir());
+        folders
+            .flat_map(|folder| std::fs::read_dir(folder.path()).unwrap().flatten())
+            .filter(|file| file.file_name().to_string_lossy().ends_with(".rgb"))
+            .count()
+    }
+
     /// A 10 x 10 image (300 bytes of pixels) whose pixels spell out `seed`.
     fn image(name: &str, seed: u8) -> Image {
         let pixels = (0..300u32).map(|i| (i as u8).wrapping_mul(seed)).collect();
@@ -293,7 +321,7 @@ mod tests {
         assert!(matches!(kept[2], PreparedImage::OnDisk { .. }));
         assert_eq!((counts.in_memory.get(), counts.on_disk.get()), (600, 600));
         assert_eq!(counts.spilled.get(), 2);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(spilled_files(dir.path()), 2);
         for (i, kept) in (1..=4).zip(&kept) {
             let back = kept.image().unwrap();
             let want = image(&format!("{i}.png"), i);
@@ -306,7 +334,7 @@ mod tests {
         // Dropping an image gives its memory back to the next one, and deletes its file.
         drop(kept);
         assert_eq!((counts.in_memory.get(), counts.on_disk.get()), (0, 0));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(spilled_files(dir.path()), 0);
         assert!(matches!(memory.keep(image("5.png", 5)), PreparedImage::InMemory { .. }));
     }
 
