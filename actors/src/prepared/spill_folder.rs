@@ -10,7 +10,7 @@
 //! processes, including other `qrank rank` runs sharing `TMPDIR`, keep their locks and are left
 //! alone. (A process id would not do: in a container the restarted process has the same one.)
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -73,11 +73,7 @@ fn remove_dead(parent: &Path) -> Vec<PathBuf> {
 fn is_dead(folder: &Path) -> bool {
     match File::open(folder.join(LOCK)) {
         // Taking the lock proves its holder is gone; it is released again as `lock` drops.
-        Ok(lock) => match lock.try_lock() {
-            Ok(()) => true,
-            Err(TryLockError::WouldBlock) => false,
-            Err(TryLockError::Error(_)) => false,
-        },
+        Ok(lock) => lock.try_lock().is_ok(),
         // No lock file: a folder still being made, or one whose maker died making it.
         Err(_) => std::fs::metadata(folder)
             .and_then(|m| m.modified())
