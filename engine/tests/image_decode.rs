@@ -198,7 +198,7 @@ fn content_hash_follows_the_bytes() {
 
 /// A file cut short inside its pixel data is refused as truncated in every format. JPEG's
 /// decoder would fill the missing rows with grey and carry on, so that takes the container
-/// check of `engine::image`; it also refuses a JPEG that lacks only its end-of-image marker.
+/// check of `engine::image`, and a strict decode when only the end-of-image marker is missing.
 #[test]
 fn every_format_cut_short_is_truncated() {
     let formats = [
@@ -213,16 +213,34 @@ fn every_format_cut_short_is_truncated() {
     ];
     for name in formats {
         let (_, bytes) = fixture("good", name);
-        let mut cuts = vec![bytes.len() / 2, bytes.len() * 9 / 10];
-        if name.ends_with(".jpg") {
-            cuts.push(bytes.len() - 2);
-        }
-        for cut in cuts {
+        for cut in [bytes.len() / 2, bytes.len() * 9 / 10] {
             match decode(name, &bytes[..cut], &Limits::default()) {
                 Err(ImageError::Truncated { .. }) => {}
                 Err(other) => panic!("{name} cut at {cut} of {}: {other}", bytes.len()),
                 Ok(_) => panic!("{name} cut at {cut} of {} was decoded", bytes.len()),
             }
+        }
+    }
+}
+
+/// A JPEG whose compressed data is all there, and only its end-of-image marker missing, is the
+/// same picture (as every viewer shows it); a few bytes more missing, it is truncated.
+#[test]
+fn a_jpeg_missing_only_its_end_marker_is_the_same_picture() {
+    for name in ["rgb.jpg", "cmyk.jpg", "exif-rotate90.jpg"] {
+        let (_, bytes) = fixture("good", name);
+        let whole = decode(name, &bytes, &Limits::default()).unwrap().rgb;
+        assert_eq!(&bytes[bytes.len() - 2..], [0xFF, 0xD9], "{name} ends with its marker");
+        let no_marker = decode(name, &bytes[..bytes.len() - 2], &Limits::default())
+            .unwrap_or_else(|e| panic!("{name} without its end marker: {e}"))
+            .rgb;
+        assert_eq!(no_marker, whole, "{name}");
+        let short = &bytes[..bytes.len() - 40];
+        match decode(name, short, &Limits::default()) {
+            Err(ImageError::Truncated { detail, .. }) => {
+                assert!(detail.contains("stops short"), "{name}: {detail}")
+            }
+            other => panic!("{name} 40 bytes short: {other:?}"),
         }
     }
 }

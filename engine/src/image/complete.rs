@@ -6,6 +6,11 @@
 //! a JPEG must reach its end-of-image marker, and a WebP must be as long as its RIFF header
 //! says (the WebP decoder notices, but calls it corrupt).
 //!
+//! A JPEG whose compressed data is all there and only the end-of-image marker is missing (some
+//! writers leave it out; every viewer shows the picture) is not truncated. The bytes cannot tell
+//! the two apart, only decoding can: [`Completeness::EndMarkerMissing`] asks the caller to decode
+//! it strictly, once the header has passed the limits ([`rows_all_there`]).
+//!
 //! Only running out of bytes is judged here. Anything else unusual in the structure is left to
 //! the decoder, which knows the format better and names what is wrong.
 
@@ -13,32 +18,69 @@ use image::ImageFormat;
 
 use super::ImageError;
 
+/// What the container says of a file's end.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Completeness {
+    /// All there, or unusual enough to leave to the decoder.
+    Whole,
+    /// A JPEG whose last scan runs to the end of the file with no end-of-image marker: whole if
+    /// its rows all decode ([`rows_all_there`]).
+    EndMarkerMissing,
+}
+
 /// `Err(Truncated)` when `bytes`, an image in `format`, ends before its container does.
-pub(super) fn check_complete(name: &str, format: ImageFormat, bytes: &[u8]) -> Result<(), ImageError> {
-    let missing = match format {
-        ImageFormat::Jpeg => jpeg_missing_end(bytes),
-        ImageFormat::WebP => webp_missing_bytes(bytes),
-        _ => None,
-    };
-    match missing {
-        Some(detail) => Err(ImageError::Truncated {
+pub(super) fn check_complete(name: &str, format: ImageFormat, bytes: &[u8]) -> Result<Completeness, ImageError> {
+    let truncated = |detail| {
+        Err(ImageError::Truncated {
             name: name.to_owned(),
             detail,
-        }),
-        None => Ok(()),
+        })
+    };
+    match format {
+        ImageFormat::Jpeg => match jpeg_end(bytes) {
+            JpegEnd::Reached => Ok(Completeness::Whole),
+            JpegEnd::InCompressedData => Ok(Completeness::EndMarkerMissing),
+            JpegEnd::RanOut(detail) => truncated(detail),
+        },
+        ImageFormat::WebP => match webp_missing_bytes(bytes) {
+            Some(detail) => truncated(detail),
+            None => Ok(Completeness::Whole),
+        },
+        _ => Ok(Completeness::Whole),
     }
+}
+
+/// Whether every row of a JPEG decodes from the bytes there are, by a decoder that fails where
+/// the usual one fills in grey (zune-jpeg in strict mode). Only for a JPEG whose header is within
+/// the limits, as it decodes the whole image. Says what stopped it otherwise.
+pub(super) fn rows_all_there(bytes: &[u8]) -> Result<(), String> {
+    use zune_jpeg::zune_core::{bytestream::ZCursor, options::DecoderOptions};
+    let options = DecoderOptions::default().set_strict_mode(true);
+    zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options)
+        .decode()
+        .map(drop)
+        .map_err(|e| format!("the JPEG has no end-of-image marker and its compressed data stops short ({e})"))
 }
 
 const MARKER: u8 = 0xFF;
 const END_OF_IMAGE: u8 = 0xD9;
 const START_OF_SCAN: u8 = 0xDA;
 
+/// How a JPEG's segment walk ended.
+#[derive(Debug, PartialEq, Eq)]
+enum JpegEnd {
+    /// At the end-of-image marker, or at a structure unusual enough to leave to the decoder.
+    Reached,
+    /// The bytes ran out inside a scan's compressed data: maybe only the marker is missing.
+    InCompressedData,
+    /// The bytes ran out elsewhere, and why.
+    RanOut(String),
+}
+
 /// Walk a JPEG's segments from the start-of-image marker to the end-of-image marker: skip each
-/// segment by its length, and each scan's compressed data to the next marker. Says why when the
-/// bytes run out first; `None` once the end is reached, or when the structure is unusual enough
-/// to leave to the decoder.
-fn jpeg_missing_end(bytes: &[u8]) -> Option<String> {
-    let ran_out = |what: &str| Some(format!("the JPEG ends inside {what}, before its end-of-image marker"));
+/// segment by its length, and each scan's compressed data to the next marker.
+fn jpeg_end(bytes: &[u8]) -> JpegEnd {
+    let ran_out = |what: &str| JpegEnd::RanOut(format!("the JPEG ends inside {what}, before its end-of-image marker"));
     // After the start-of-image marker, FF D8.
     let mut pos = 2;
     loop {
@@ -46,7 +88,7 @@ fn jpeg_missing_end(bytes: &[u8]) -> Option<String> {
             return ran_out("its segment list");
         }
         if bytes[pos] != MARKER {
-            return None;
+            return JpegEnd::Reached;
         }
         // Any number of FF bytes may pad the space before a marker.
         while pos < bytes.len() && bytes[pos] == MARKER {
@@ -57,7 +99,7 @@ fn jpeg_missing_end(bytes: &[u8]) -> Option<String> {
         };
         pos += 1;
         match marker {
-            END_OF_IMAGE => return None,
+            END_OF_IMAGE => return JpegEnd::Reached,
             // Markers without a segment: restart markers and TEM.
             0xD0..=0xD7 | 0x01 => continue,
             _ => {}
@@ -69,7 +111,7 @@ fn jpeg_missing_end(bytes: &[u8]) -> Option<String> {
             return ran_out("a segment header");
         };
         if length < 2 {
-            return None;
+            return JpegEnd::Reached;
         }
         pos += length;
         if pos > bytes.len() {
@@ -78,7 +120,7 @@ fn jpeg_missing_end(bytes: &[u8]) -> Option<String> {
         if marker == START_OF_SCAN {
             match next_marker(&bytes[pos..]) {
                 Some(offset) => pos += offset,
-                None => return ran_out("its compressed data"),
+                None => return JpegEnd::InCompressedData,
             }
         }
     }
@@ -123,15 +165,18 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_jpeg_passes_and_every_cut_of_it_is_truncated() {
+    fn a_whole_jpeg_passes_and_every_cut_of_it_is_truncated_or_to_be_decoded() {
         let whole = tiny_jpeg();
-        assert_eq!(jpeg_missing_end(&whole), None);
+        assert_eq!(jpeg_end(&whole), JpegEnd::Reached);
+        // The scan's data runs from byte 13 to the end-of-image marker at 20: a cut from there to
+        // the marker's last byte leaves the decoder to say whether the rows are all there.
         for cut in 2..whole.len() {
-            assert!(
-                jpeg_missing_end(&whole[..cut]).is_some(),
-                "cut at {cut} of {}",
-                whole.len()
-            );
+            let want_decoded = (13..=21).contains(&cut);
+            match jpeg_end(&whole[..cut]) {
+                JpegEnd::RanOut(_) => assert!(!want_decoded, "cut at {cut}"),
+                JpegEnd::InCompressedData => assert!(want_decoded, "cut at {cut}"),
+                JpegEnd::Reached => panic!("cut at {cut} of {} reached the end", whole.len()),
+            }
         }
     }
 
@@ -139,16 +184,16 @@ mod tests {
     fn bytes_after_the_end_and_fill_before_markers_are_allowed() {
         let mut padded = tiny_jpeg();
         padded.extend(b"trailing data that some cameras append");
-        assert_eq!(jpeg_missing_end(&padded), None);
+        assert_eq!(jpeg_end(&padded), JpegEnd::Reached);
         let mut filled = tiny_jpeg();
         let end = filled.len() - 2;
         filled.splice(end..end, [0xFF, 0xFF]);
-        assert_eq!(jpeg_missing_end(&filled), None);
+        assert_eq!(jpeg_end(&filled), JpegEnd::Reached);
     }
 
     #[test]
     fn an_unusual_structure_is_left_to_the_decoder() {
-        assert_eq!(jpeg_missing_end(&[0xFF, 0xD8, 0x00, 0x01]), None);
+        assert_eq!(jpeg_end(&[0xFF, 0xD8, 0x00, 0x01]), JpegEnd::Reached);
     }
 
     #[test]

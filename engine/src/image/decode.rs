@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
-use super::complete::check_complete;
+use super::complete::{check_complete, rows_all_there, Completeness};
 use super::{Image, ImageError};
 
 /// The formats we accept. Others the `image` crate might know are refused as unsupported, so
@@ -95,11 +95,17 @@ pub fn decode(name: &str, bytes: &[u8], limits: &Limits) -> Result<Image, ImageE
             })
         }
     };
-    check_complete(name, format, bytes)?;
+    let completeness = check_complete(name, format, bytes)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits(limits));
     let mut decoder = reader.into_decoder().map_err(|e| classify(name, e))?;
     limits.check_dimensions(name, decoder.dimensions())?;
+    if completeness == Completeness::EndMarkerMissing {
+        rows_all_there(bytes).map_err(|detail| ImageError::Truncated {
+            name: name.to_owned(),
+            detail,
+        })?;
+    }
     // A missing or unreadable EXIF block is common and harmless: show the pixels as stored.
     let orientation = decoder
         .orientation()
