@@ -142,6 +142,19 @@ pub struct RankArgs {
     /// Images fetched and decoded at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub concurrency: usize,
+    /// Largest image accepted, in megapixels.
+    #[arg(
+        long,
+        default_value_t = 64.0,
+        value_name = "MP",
+        long_help = "Largest image accepted, in megapixels (width x height), read from the header before \
+                       decoding; larger ones are skipped as over_limit. A 100 MP camera needs 102. Each image \
+                       being decoded takes 3 MB a megapixel, --concurrency of them at once."
+    )]
+    pub max_megapixels: f64,
+    /// Largest image file accepted, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub max_file_mib: u64,
     /// Memory for the image tokens of a Co-Instruct model, in MiB.
     #[arg(long, default_value_t = crate::models::DEFAULT_EMBEDDING_CACHE_MIB, value_name = "MIB",
           long_help = format!("Memory for the image tokens of a Co-Instruct model, in MiB. {}",

@@ -34,6 +34,21 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         (None, Some(fraction)) => Mode::Threshold { fraction },
         (None, None) => Mode::Full,
     };
+    if !(args.max_megapixels.is_finite() && args.max_megapixels > 0.0) {
+        return Err(UsageError(format!(
+            "--max-megapixels must be a positive number, got {}",
+            args.max_megapixels
+        ))
+        .into());
+    }
+    if args.max_file_mib == 0 {
+        return Err(UsageError("--max-file-mib must be at least 1".into()).into());
+    }
+    let limits = Limits {
+        max_pixels: (args.max_megapixels * 1e6).round() as u64,
+        max_bytes: args.max_file_mib.saturating_mul(1 << 20),
+        ..Limits::default()
+    };
     output::check_writable(&args.output)?;
     let source = Source::open(&args.source)?;
     let comparator = crate::models::load(&args.model.model, args.embedding_cache_mib)?;
@@ -50,7 +65,7 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         recursive: args.recursive,
         concurrency: args.concurrency,
         image_memory_mib: args.image_memory_mib,
-        limits: Limits::default(),
+        limits,
         job: JobOptions {
             budget_calls_per_image: args.budget,
             seed: args.seed,
@@ -64,7 +79,12 @@ pub fn rank(args: RankArgs) -> Result<u8> {
     let report = runtime.block_on(pipeline::run(&source, comparator, &options, progress.clone()))?;
     progress.finish();
     for error in &report.errors {
-        eprintln!("qrank: skipped {}", error.reason);
+        let hint = match error.kind {
+            "over_limit" if error.reason.contains("pixel count") => " (--max-megapixels raises the limit)",
+            "over_limit" if error.reason.contains("file size") => " (--max-file-mib raises the limit)",
+            _ => "",
+        };
+        eprintln!("qrank: skipped {}{hint}", error.reason);
     }
     output::write(&report, &args.output)?;
     Ok(match (report.ranking.items.is_empty(), report.errors.is_empty()) {

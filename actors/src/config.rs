@@ -169,6 +169,10 @@ pub struct PipelineConfig {
     pub fetch_attempts: u32,
     /// Largest image file accepted, in bytes.
     pub max_image_bytes: u64,
+    /// Largest image accepted, in pixels (width x height), checked from the header before
+    /// decoding. A decoded image takes 3 bytes a pixel while it is prepared, times
+    /// `num_loaders` at once: 192 MB each at the default of 64 million.
+    pub max_image_pixels: u64,
     /// The most images one job may list. A job past it fails at once, on its first delivery,
     /// with a result that says so: a source pointed at a bucket's root by mistake would
     /// otherwise hold a replica for days and fill its disk.
@@ -210,6 +214,7 @@ impl Default for PipelineConfig {
             checkpoint_every_groups: 64,
             fetch_attempts: 3,
             max_image_bytes: engine::image::Limits::default().max_bytes,
+            max_image_pixels: engine::image::Limits::default().max_pixels,
             max_images_per_job: 50_000,
             prepared_memory_mib: 2048,
             spill_dir: PathBuf::new(),
@@ -378,6 +383,9 @@ impl Config {
         }
         if p.max_image_bytes == 0 {
             return invalid("pipeline.max_image_bytes", "must be at least 1");
+        }
+        if p.max_image_pixels == 0 {
+            return invalid("pipeline.max_image_pixels", "must be at least 1");
         }
         if !(p.default_budget_calls_per_image.is_finite() && p.default_budget_calls_per_image > 0.0) {
             return invalid("pipeline.default_budget_calls_per_image", "must be a positive number");

@@ -91,6 +91,7 @@ pub async fn run(
     config.pipeline.num_loaders = options.concurrency.max(1);
     config.pipeline.max_images_in_flight = 2 * options.concurrency.max(1);
     config.pipeline.max_image_bytes = options.limits.max_bytes;
+    config.pipeline.max_image_pixels = options.limits.max_pixels;
     config.pipeline.prepared_memory_mib = options.image_memory_mib;
     // The service's guard against a job pointed at a whole bucket; here the user chose the folder.
     config.pipeline.max_images_per_job = u64::MAX;

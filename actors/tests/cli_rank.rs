@@ -203,6 +203,47 @@ fn a_symlink_loop_is_reported_and_the_rest_ranked() {
 }
 
 /// Mistakes in the call exit with 64 and say what is wrong; an empty source is a failure (1).
+/// The limits on pixels and file size are the user's to set: photos over them are skipped as
+/// `over_limit` with the option that raises the limit, and under them they are ranked.
+#[test]
+fn the_image_limits_follow_their_options() {
+    // The example photos are 0.07 to 0.1 megapixels and 4 to 62 KiB.
+    let tight = qrank(&["rank", "examples/photos", "--max-megapixels", "0.01"]);
+    assert_eq!(tight.status.code(), Some(1), "nothing left to rank");
+    let said = String::from_utf8_lossy(&tight.stderr);
+    assert_eq!(said.matches("over a limit: pixel count").count(), 20, "{said}");
+    assert_eq!(
+        said.matches("(--max-megapixels raises the limit)").count(),
+        20,
+        "{said}"
+    );
+    let csv = String::from_utf8(tight.stdout).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.contains("is over 10000")).count(), 20, "{csv}");
+    let loose = qrank(&[
+        "rank",
+        "examples/photos",
+        "--max-megapixels",
+        "0.5",
+        "--max-file-mib",
+        "1",
+    ]);
+    assert_eq!(
+        loose.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&loose.stderr)
+    );
+    for bad in [
+        ["--max-megapixels", "0"],
+        ["--max-megapixels", "NaN"],
+        ["--max-file-mib", "0"],
+    ] {
+        let out = qrank(&["rank", "examples/photos", bad[0], bad[1]]);
+        assert_eq!(out.status.code(), Some(64), "{bad:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(bad[0]), "{bad:?}");
+    }
+}
+
 #[test]
 fn usage_errors_and_empty_sources() {
     let missing = qrank(&["rank", "/no/such/folder"]);

@@ -68,6 +68,11 @@ fn check_config_rejects_bad_values_with_64() {
         (vec!["--config", "/no/such/qrank.toml"], vec![], "/no/such/qrank.toml"),
         (
             vec![],
+            vec![("QRANK_PIPELINE__MAX_IMAGE_PIXELS", "0")],
+            "pipeline.max_image_pixels",
+        ),
+        (
+            vec![],
             vec![("QRANK_PIPELINE__SPILL_DIR", "/no/such/spill")],
             "pipeline.spill_dir /no/such/spill",
         ),

@@ -279,6 +279,44 @@ async fn a_job_over_the_image_limit_fails_at_once_and_says_why() {
     broker.close().await;
 }
 
+/// `pipeline.max_image_pixels` is the service's limit on pixels: the 320 x 320 photos are over
+/// 70,000 and reported as `over_limit`, the 320 x 213 ones under it are ranked.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pixel_limit_is_the_services_to_set() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "pixel-limit");
+    let photos = files_in("examples/photos", &["jpg"]);
+    sandbox.upload("images", &photos).await;
+    let service = Service::start(&sandbox, &[("QRANK_PIPELINE__MAX_IMAGE_PIXELS", "70000")]).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("pixels.results").await;
+    broker.publish_job(&job(&sandbox, "job-pixels", "pixels.results")).await;
+    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let over: BTreeSet<&str> = result
+        .errors
+        .iter()
+        .map(|e| e.uri.rsplit('/').next().unwrap())
+        .collect();
+    let astronauts: BTreeSet<&str> = photos
+        .iter()
+        .filter_map(|photo| photo.file_name()?.to_str())
+        .filter(|name| name.starts_with("astronaut"))
+        .collect();
+    assert_eq!(over, astronauts, "{:?}", result.errors);
+    for error in &result.errors {
+        assert_eq!(error.kind, "over_limit");
+        assert!(
+            error.reason.contains("pixel count 102400 is over 70000"),
+            "{}",
+            error.reason
+        );
+    }
+    assert_eq!(result.items.len(), photos.len() - astronauts.len());
+    broker.close().await;
+}
+
 /// Broken files next to good photos: the job completes, every photo is ranked, and every
 /// broken file is reported with its kind, in the message and the metrics.
 #[tokio::test(flavor = "multi_thread")]

@@ -48,6 +48,7 @@ impl Actor for Loader {
 pub async fn load_one(ctx: &Context, source: &Source, meta: &ObjectMeta, name: &str) -> Result<Image, FileError> {
     let limits = Limits {
         max_bytes: ctx.config.pipeline.max_image_bytes,
+        max_pixels: ctx.config.pipeline.max_image_pixels,
         ..Limits::default()
     };
     let started = Instant::now();
