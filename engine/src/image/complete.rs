@@ -30,24 +30,15 @@ pub(super) enum Completeness {
 
 /// `Err(Truncated)` when `bytes`, an image in `format`, ends before its container does.
 pub(super) fn check_complete(name: &str, format: ImageFormat, bytes: &[u8]) -> Result<Completeness, ImageError> {
-    let truncated = |detail| {
-        Err(ImageError::Truncated {
-            name: name.to_owned(),
-            detail,
-        })
-    };
-    match format {
-        ImageFormat::Jpeg => match jpeg_end(bytes) {
-            JpegEnd::Reached => Ok(Completeness::Whole),
-            JpegEnd::InCompressedData => Ok(Completeness::EndMarkerMissing),
-            JpegEnd::RanOut(detail) => truncated(detail),
-        },
-        ImageFormat::WebP => match webp_missing_bytes(bytes) {
-            Some(detail) => truncated(detail),
-            None => Ok(Completeness::Whole),
-        },
+    let end = match format {
+        ImageFormat::Jpeg => jpeg_end(bytes),
+        ImageFormat::WebP => webp_missing_bytes(bytes).map_or(Ok(Completeness::Whole), Err),
         _ => Ok(Completeness::Whole),
-    }
+    };
+    end.map_err(|detail| ImageError::Truncated {
+        name: name.to_owned(),
+        detail,
+    })
 }
 
 /// Whether every row of a JPEG decodes from the bytes there are, by a decoder that fails where
@@ -66,21 +57,12 @@ const MARKER: u8 = 0xFF;
 const END_OF_IMAGE: u8 = 0xD9;
 const START_OF_SCAN: u8 = 0xDA;
 
-/// How a JPEG's segment walk ended.
-#[derive(Debug, PartialEq, Eq)]
-enum JpegEnd {
-    /// At the end-of-image marker, or at a structure unusual enough to leave to the decoder.
-    Reached,
-    /// The bytes ran out inside a scan's compressed data: maybe only the marker is missing.
-    InCompressedData,
-    /// The bytes ran out elsewhere, and why.
-    RanOut(String),
-}
-
 /// Walk a JPEG's segments from the start-of-image marker to the end-of-image marker: skip each
-/// segment by its length, and each scan's compressed data to the next marker.
-fn jpeg_end(bytes: &[u8]) -> JpegEnd {
-    let ran_out = |what: &str| JpegEnd::RanOut(format!("the JPEG ends inside {what}, before its end-of-image marker"));
+/// segment by its length, and each scan's compressed data to the next marker. `Whole` at the
+/// marker, or at a structure unusual enough to leave to the decoder; `EndMarkerMissing` when the
+/// bytes run out inside a scan's compressed data; why, when they run out anywhere else.
+fn jpeg_end(bytes: &[u8]) -> Result<Completeness, String> {
+    let ran_out = |what: &str| Err(format!("the JPEG ends inside {what}, before its end-of-image marker"));
     // After the start-of-image marker, FF D8.
     let mut pos = 2;
     loop {
@@ -88,7 +70,7 @@ fn jpeg_end(bytes: &[u8]) -> JpegEnd {
             return ran_out("its segment list");
         }
         if bytes[pos] != MARKER {
-            return JpegEnd::Reached;
+            return Ok(Completeness::Whole);
         }
         // Any number of FF bytes may pad the space before a marker.
         while pos < bytes.len() && bytes[pos] == MARKER {
@@ -99,7 +81,7 @@ fn jpeg_end(bytes: &[u8]) -> JpegEnd {
         };
         pos += 1;
         match marker {
-            END_OF_IMAGE => return JpegEnd::Reached,
+            END_OF_IMAGE => return Ok(Completeness::Whole),
             // Markers without a segment: restart markers and TEM.
             0xD0..=0xD7 | 0x01 => continue,
             _ => {}
@@ -111,7 +93,7 @@ fn jpeg_end(bytes: &[u8]) -> JpegEnd {
             return ran_out("a segment header");
         };
         if length < 2 {
-            return JpegEnd::Reached;
+            return Ok(Completeness::Whole);
         }
         pos += length;
         if pos > bytes.len() {
@@ -120,7 +102,7 @@ fn jpeg_end(bytes: &[u8]) -> JpegEnd {
         if marker == START_OF_SCAN {
             match next_marker(&bytes[pos..]) {
                 Some(offset) => pos += offset,
-                None => return JpegEnd::InCompressedData,
+                None => return Ok(Completeness::EndMarkerMissing),
             }
         }
     }
@@ -167,15 +149,15 @@ mod tests {
     #[test]
     fn a_whole_jpeg_passes_and_every_cut_of_it_is_truncated_or_to_be_decoded() {
         let whole = tiny_jpeg();
-        assert_eq!(jpeg_end(&whole), JpegEnd::Reached);
+        assert_eq!(jpeg_end(&whole), Ok(Completeness::Whole));
         // The scan's data runs from byte 13 to the end-of-image marker at 20: a cut from there to
         // the marker's last byte leaves the decoder to say whether the rows are all there.
         for cut in 2..whole.len() {
             let want_decoded = (13..=21).contains(&cut);
             match jpeg_end(&whole[..cut]) {
-                JpegEnd::RanOut(_) => assert!(!want_decoded, "cut at {cut}"),
-                JpegEnd::InCompressedData => assert!(want_decoded, "cut at {cut}"),
-                JpegEnd::Reached => panic!("cut at {cut} of {} reached the end", whole.len()),
+                Err(_) => assert!(!want_decoded, "cut at {cut}"),
+                Ok(Completeness::EndMarkerMissing) => assert!(want_decoded, "cut at {cut}"),
+                Ok(Completeness::Whole) => panic!("cut at {cut} of {} reached the end", whole.len()),
             }
         }
     }
@@ -184,16 +166,16 @@ mod tests {
     fn bytes_after_the_end_and_fill_before_markers_are_allowed() {
         let mut padded = tiny_jpeg();
         padded.extend(b"trailing data that some cameras append");
-        assert_eq!(jpeg_end(&padded), JpegEnd::Reached);
+        assert_eq!(jpeg_end(&padded), Ok(Completeness::Whole));
         let mut filled = tiny_jpeg();
         let end = filled.len() - 2;
         filled.splice(end..end, [0xFF, 0xFF]);
-        assert_eq!(jpeg_end(&filled), JpegEnd::Reached);
+        assert_eq!(jpeg_end(&filled), Ok(Completeness::Whole));
     }
 
     #[test]
     fn an_unusual_structure_is_left_to_the_decoder() {
-        assert_eq!(jpeg_end(&[0xFF, 0xD8, 0x00, 0x01]), JpegEnd::Reached);
+        assert_eq!(jpeg_end(&[0xFF, 0xD8, 0x00, 0x01]), Ok(Completeness::Whole));
     }
 
     #[test]
