@@ -29,9 +29,7 @@ async fn a_job_is_ranked_published_and_written() {
     let mut results = broker.results("e2e.results").await;
 
     broker.publish_job(&job(&sandbox, "job-e2e", "e2e.results")).await;
-    let (result, properties) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, properties) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
 
     assert_eq!(result.job_id, "job-e2e");
     assert_eq!(result.failure, "");
@@ -127,9 +125,7 @@ async fn a_drop_worst_job_marks_the_worst_fraction_with_its_doubt() {
         ..job(&sandbox, "job-drop", "drop.results")
     };
     broker.publish_job(&drop_worst).await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
 
     assert_eq!(result.failure, "");
     assert_eq!(result.items.len(), photos.len(), "every photo is listed");
@@ -203,9 +199,7 @@ async fn a_job_past_its_image_memory_waits_on_disk_and_ranks_the_same() {
             ..job(&sandbox, job_id, "spill.results")
         };
         broker.publish_job(&job).await;
-        let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-            .await
-            .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+        let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
         assert_eq!(result.failure, "");
         // The job lets go of its photos a moment after the result, once it is acked.
         let held =
@@ -262,9 +256,7 @@ async fn a_job_over_the_image_limit_fails_at_once_and_says_why() {
     broker
         .publish_job(&job(&sandbox, "job-too-many", "too-many.results"))
         .await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
     assert!(result.items.is_empty());
     assert!(
         result.failure.starts_with("the source lists more than 5 images")
@@ -291,9 +283,7 @@ async fn the_pixel_limit_is_the_services_to_set() {
     let broker = Broker::connect(&sandbox).await;
     let mut results = broker.results("pixels.results").await;
     broker.publish_job(&job(&sandbox, "job-pixels", "pixels.results")).await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
     let over: BTreeSet<&str> = result
         .errors
         .iter()
@@ -333,9 +323,7 @@ async fn bad_images_are_reported_not_fatal() {
     let mut results = broker.results("bad.results").await;
 
     broker.publish_job(&job(&sandbox, "job-bad", "bad.results")).await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
 
     assert_eq!(result.failure, "");
     assert_eq!(result.items.len(), photos.len());
@@ -437,9 +425,7 @@ async fn an_explicit_key_list_ranks_only_those_keys() {
         ..job(&sandbox, "job-keys", "keys.results")
     };
     broker.publish_job(&keyed).await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
     let ranked: BTreeSet<String> = result.items.iter().map(|i| i.uri.clone()).collect();
     let expected: BTreeSet<String> = wanted[..2]
         .iter()

@@ -58,9 +58,7 @@ async fn a_large_job_is_judged_by_every_replica() {
     let mut results = broker.results("shared.results").await;
 
     broker.publish_job(&comparing_job(&sandbox, "job-shared", "out")).await;
-    let (shared, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}\n{}", first.log(), second.log()));
+    let (shared, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&first, &second]).await;
     assert_eq!(shared.failure, "");
     assert_eq!(shared.items.len(), photos.len());
     let stats = shared.stats.expect("stats");
@@ -93,9 +91,7 @@ async fn a_large_job_is_judged_by_every_replica() {
     broker
         .publish_job(&comparing_job(&sandbox, "job-alone", "out-alone"))
         .await;
-    let (local, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", alone.log()));
+    let (local, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&alone]).await;
     assert_eq!(order(&local), order(&shared));
     let metrics = alone.metrics().await;
     assert_eq!(
@@ -134,9 +130,7 @@ async fn a_poison_group_task_is_dead_lettered_and_serving_goes_on() {
     broker
         .publish_job(&comparing_job(&sandbox, "job-after-poison", "out"))
         .await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}", service.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&service]).await;
     assert_eq!(result.items.len(), photos.len());
     let metrics = service.metrics().await;
     assert_eq!(
@@ -192,9 +186,7 @@ async fn a_lost_answer_is_asked_again_and_a_returned_task_judged_elsewhere() {
         .expect("reject");
 
     let judge = Service::start(&sandbox, &SHARING).await;
-    let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no result:\n{}\n{}", coordinator.log(), judge.log()));
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&coordinator, &judge]).await;
     assert_eq!(result.failure, "");
     assert_eq!(result.items.len(), photos.len());
     let num_groups = result.stats.expect("stats").num_groups as f64;

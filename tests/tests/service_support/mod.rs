@@ -529,6 +529,22 @@ impl Broker {
         Some((result, delivery.properties))
     }
 
+    /// The next result on `results` within `timeout`; without one, the test fails with the logs
+    /// of the `services` that should have sent it.
+    pub async fn expect_result(
+        results: &mut Consumer,
+        timeout: Duration,
+        services: &[&Service],
+    ) -> (RankResult, BasicProperties) {
+        match Self::next_result(results, timeout).await {
+            Some(result) => result,
+            None => {
+                let logs: Vec<String> = services.iter().map(|service| service.log()).collect();
+                panic!("no result:\n{}", logs.join("\n"))
+            }
+        }
+    }
+
     /// The next dead letter within `timeout`: its body and headers (as strings).
     pub async fn dead_letter(&self, timeout: Duration) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
         let message = self.get_within(&self.dead_letter_queue, timeout).await?;
