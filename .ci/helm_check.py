@@ -10,8 +10,8 @@ the standard library from 3.11, tomli before). For the default values and each
    the CRD kinds in `CRD_KINDS` (KEDA, Prometheus Operator) have no bundled schema, so they are
    skipped there, explicitly, and checked field by field below instead; any other kind fails;
 3. asserts the facts the service depends on (see `check_case`): probe paths and the port match
-   the service's own, the GPU request is present iff `gpu.enabled`, KEDA watches the service's
-   jobs queue, the Secret wiring, the non-root read-only container, the grace periods, the
+   the service's own, the GPU request is present iff `gpu.enabled` (and then the model runs on
+   `cuda`), KEDA watches the service's jobs queue, the Secret wiring, the non-root read-only container, the grace periods, the
    image variant against the Dockerfile's targets;
 4. runs the binary's own config check on the rendered `qrank.toml`
    (`qrank serve --check-config`), with the environment the pod would get;
@@ -315,6 +315,10 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
             expect(str(got) == str(gpu["count"]), f"{part} {gpu['resourceName']} = {got}, expected {gpu['count']}")
         else:
             expect(got is None, f"{part} asks for {gpu['resourceName']} with gpu.enabled false")
+    # The model runs on the pod's GPUs: the service's default, `auto`, would fall back to the CPU.
+    device = config.get("model", {}).get("device")
+    wanted = values["config"]["model"].get("device") or ("cuda" if gpu["enabled"] else None)
+    expect(device == wanted, f"model.device = {device!r} in qrank.toml, expected {wanted!r}")
     variant = "cuda" if gpu["enabled"] else "cpu"
     expect(variant in docker["targets"], f"the Dockerfile has no target {variant}")
     if not values["image"]["tag"]:

@@ -47,10 +47,10 @@ case "${1:-}" in
       | tee "$out/bench_calls.txt" || status=1
     tail -1 "$out/bench_calls.txt" > /tmp/bench_calls.json
     python3 scripts/bench_gpu.py anchor /tmp/bench_calls.json "$runs" | tee "$out/bench_gpu.txt" || status=1
-    # End to end: the CLI ranks the 20 example photos on the GPU (2 calls per image: 40 calls of
-    # up to 4 images), and is told to use a GPU that is not there.
+    # End to end: the CLI ranks the 20 example photos on every GPU the driver sees (2 calls per
+    # image: 40 calls of up to 4 images), and is told to use a GPU that is not there.
     cp actors/tests/data/tiny-tokenizer.json "$ckpt/tokenizer.json"
-    { time QRANK_DEVICE=cuda:0 target/gpu/qrank rank examples/photos --model "$ckpt" --budget 2 \
+    { time target/gpu/qrank rank examples/photos --device cuda --model "$ckpt" --budget 2 \
         --format json --out "$out/rank.json"; } 2>&1 | tee "$out/end_to_end.txt" || status=1
     [ -s "$out/rank.json" ] || status=1
     head -c 600 "$out/rank.json"; echo

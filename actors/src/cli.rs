@@ -72,10 +72,14 @@ pub enum CriterionName {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// The quality model: `brisque` (built in, the default), `niqe` (built in), or a Co-Instruct
-    /// checkpoint as a Hugging Face hub id (`q-future/co-instruct`) or a local folder. Set
-    /// QRANK_DEVICE=cuda:0 to run Co-Instruct on a GPU (binary built with --features cuda).
+    /// checkpoint as a Hugging Face hub id (`q-future/co-instruct`) or a local folder.
     #[arg(long, default_value = "brisque", value_name = "MODEL")]
     pub model: ModelSpec,
+    /// Where Co-Instruct runs: auto, cpu, cuda, or cuda:N[,cuda:M...].
+    #[arg(long, env = "QRANK_DEVICE", default_value = "auto", value_name = "DEVICE",
+          long_help = format!("{} `qrank compare` uses the first. GPUs need a binary built with --features cuda.",
+                              crate::models::DEVICE_HELP))]
+    pub device: engine::model::DeviceSpec,
     /// What to compare, for models that compare (Co-Instruct); BRISQUE and NIQE judge overall quality.
     #[arg(long, value_enum, default_value_t = CriterionName::Overall)]
     pub criterion: CriterionName,

@@ -51,14 +51,13 @@ pub fn rank(args: RankArgs) -> Result<u8> {
     };
     output::check_writable(&args.output)?;
     let source = Source::open(&args.source)?;
-    let comparator = crate::models::load(&args.model.model, args.embedding_cache_mib)?;
-    if !comparator.scores_directly() {
+    let comparators = crate::models::load(&args.model.model, &args.model.device, args.embedding_cache_mib, warn)?;
+    if !comparators.primary().scores_directly() {
         if let Err(e) = crate::prepared::check_spill_dir(&std::env::temp_dir()) {
-            eprintln!(
-                "qrank: warning: the temporary folder cannot be written ({:#}); images past \
-                 --image-memory-mib stay in memory",
+            warn(&format!(
+                "the temporary folder cannot be written ({:#}); images past --image-memory-mib stay in memory",
                 e.root_cause()
-            );
+            ));
         }
     }
     let options = RunOptions {
@@ -76,7 +75,7 @@ pub fn rank(args: RankArgs) -> Result<u8> {
     };
     let progress = Arc::new(Bars::new());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let report = runtime.block_on(pipeline::run(&source, comparator, &options, progress.clone()))?;
+    let report = runtime.block_on(pipeline::run(&source, comparators, &options, progress.clone()))?;
     progress.finish();
     for error in &report.errors {
         let hint = match error.kind {
@@ -117,7 +116,8 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
         ))
         .into());
     };
-    let model = crate::models::load_coinstruct(source, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)?;
+    let device = crate::models::resolve_devices(&args.model.device, warn)?[0];
+    let model = crate::models::load_coinstruct(source, device, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)?;
     let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();
     let members: Vec<_> = prepared.iter().collect();
     if let Some(question) = &args.model.question {
@@ -162,6 +162,11 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// A warning on the terminal, beside the progress bars.
+fn warn(warning: &str) {
+    eprintln!("qrank: warning: {warning}");
+}
+
 /// `qrank fit FILE`.
 pub fn fit(args: FitArgs) -> Result<u8> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
@@ -184,10 +189,7 @@ pub fn fit(args: FitArgs) -> Result<u8> {
     };
     let fitted = fit_model(&set.observations, &options);
     if !fitted.converged {
-        eprintln!(
-            "qrank: warning: the fit did not converge in {} iterations",
-            fitted.iterations
-        );
+        warn(&format!("the fit did not converge in {} iterations", fitted.iterations));
     }
     let report = Report {
         model: "saved-comparisons".into(),

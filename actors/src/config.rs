@@ -119,8 +119,12 @@ impl Default for HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// `brisque`, `niqe`, or a Co-Instruct checkpoint: a Hugging Face hub id such as
-    /// `q-future/co-instruct` or a local folder (`QRANK_DEVICE` picks `cpu` or `cuda:N`).
+    /// `q-future/co-instruct` or a local folder.
     pub name: crate::models::ModelSpec,
+    /// Where Co-Instruct runs (see [`crate::models::DEVICE_HELP`]): `auto`, `cpu`, `cuda` or
+    /// `cuda:N,...`. The chart sets `cuda` on GPU nodes, so that a pod that got no GPU fails at
+    /// start instead of running the model on its CPU.
+    pub device: engine::model::DeviceSpec,
     /// Rank by comparing groups even when the model can score single images. Slower, but it
     /// exercises the comparison path (scheduling, checkpoints) with a CPU model.
     pub compare_groups: bool,
@@ -133,6 +137,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             name: crate::models::ModelSpec::Brisque,
+            device: engine::model::DeviceSpec::Auto,
             compare_groups: false,
             embedding_cache_mib: crate::models::DEFAULT_EMBEDDING_CACHE_MIB,
         }

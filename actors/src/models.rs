@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use engine::classical::{Brisque, Niqe};
 use engine::compare::Comparator;
-use engine::model::{CoInstruct, DeviceKind, LoadOptions, DEFAULT_EMBEDDING_CACHE_BYTES};
+use engine::model::{CoInstruct, DeviceKind, DeviceSpec, LoadOptions, DEFAULT_EMBEDDING_CACHE_BYTES};
 
 /// A model name as the user writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,32 +68,109 @@ pub const EMBEDDING_CACHE_HELP: &str = "An image compared again takes its 65 lan
      half of them loses most before their next call (about one image in eight is found). Give it \
      N x 0.5 MiB for batches of N images on a GPU, where there is memory to spare.";
 
-/// Load the comparator `spec` names. A Co-Instruct checkpoint may be downloaded first; it keeps
-/// up to `embedding_cache_mib` MiB of image tokens.
-pub fn load(spec: &ModelSpec, embedding_cache_mib: usize) -> Result<Arc<dyn Comparator>> {
+/// What `--device` and `model.device` accept, for the CLI's help and the config docs.
+pub const DEVICE_HELP: &str = "Where Co-Instruct runs: auto (every GPU the CUDA driver sees, else \
+     the CPU), cpu, cuda (every GPU, and an error if there is none), or cuda:N, several separated \
+     by commas. Each GPU holds a copy of the model and takes groups from one queue. BRISQUE and \
+     NIQE always run on the CPU.";
+
+/// The model loaded once per device. The inference worker gives each copy threads of its own;
+/// what is the same on every device (the model's id, preparing an image, whether it scores
+/// single images) is asked of the first.
+#[derive(Clone)]
+pub struct Comparators {
+    copies: Arc<[OnDevice]>,
+}
+
+/// One copy of the model and the device it runs on.
+pub struct OnDevice {
+    /// `cpu` or `cuda:N`: the `device` label of the inference metrics.
+    pub device: String,
+    pub comparator: Arc<dyn Comparator>,
+}
+
+impl Comparators {
+    /// One copy on the CPU.
+    pub fn on_cpu(comparator: Arc<dyn Comparator>) -> Self {
+        Self::new(vec![OnDevice {
+            device: DeviceKind::Cpu.to_string(),
+            comparator,
+        }])
+    }
+
+    /// # Panics
+    /// On an empty list: there is always at least one device.
+    pub fn new(copies: Vec<OnDevice>) -> Self {
+        assert!(!copies.is_empty(), "a model runs on at least one device");
+        Self { copies: copies.into() }
+    }
+
+    /// The first copy, for what does not depend on the device.
+    pub fn primary(&self) -> &Arc<dyn Comparator> {
+        &self.copies[0].comparator
+    }
+
+    pub fn on_devices(&self) -> &[OnDevice] {
+        &self.copies
+    }
+
+    /// The devices, for logs: `cuda:0, cuda:1`.
+    pub fn device_names(&self) -> String {
+        let names: Vec<&str> = self.copies.iter().map(|c| c.device.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+/// Load the comparator `spec` names. A Co-Instruct checkpoint may be downloaded first; it is
+/// loaded once on each device that `device` names ([`DEVICE_HELP`]), each copy keeping up to
+/// `embedding_cache_mib` MiB of image tokens. `warn` hears why `auto` found no GPU.
+pub fn load(
+    spec: &ModelSpec,
+    device: &DeviceSpec,
+    embedding_cache_mib: usize,
+    warn: impl Fn(&str),
+) -> Result<Comparators> {
     Ok(match spec {
-        ModelSpec::Brisque => Arc::new(Brisque::default()),
-        ModelSpec::Niqe => Arc::new(Niqe::default()),
-        ModelSpec::CoInstruct(source) => Arc::new(load_coinstruct(source, embedding_cache_mib)?),
+        ModelSpec::Brisque => Comparators::on_cpu(Arc::new(Brisque::default())),
+        ModelSpec::Niqe => Comparators::on_cpu(Arc::new(Niqe::default())),
+        ModelSpec::CoInstruct(source) => {
+            let copies = resolve_devices(device, warn)?
+                .into_iter()
+                .map(|device| {
+                    let comparator: Arc<dyn Comparator> =
+                        Arc::new(load_coinstruct(source, device, embedding_cache_mib)?);
+                    Ok(OnDevice {
+                        device: device.to_string(),
+                        comparator,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Comparators::new(copies)
+        }
     })
 }
 
-/// Load a Co-Instruct checkpoint on the device `QRANK_DEVICE` names (`cpu`, the default, or
-/// `cuda:N`, which needs a binary built with `--features cuda`).
-pub fn load_coinstruct(source: &str, embedding_cache_mib: usize) -> Result<CoInstruct> {
-    let options = load_options(std::env::var("QRANK_DEVICE").ok().as_deref(), embedding_cache_mib)?;
-    CoInstruct::load(source, &options).with_context(|| format!("loading Co-Instruct from {source}"))
+/// The devices a device setting names. When `auto` falls back to the CPU, `warn` hears why:
+/// a GPU machine whose driver is missing would otherwise run a 7 B model on the CPU unnoticed.
+pub fn resolve_devices(device: &DeviceSpec, warn: impl Fn(&str)) -> Result<Vec<DeviceKind>> {
+    let visible = engine::model::visible_gpus();
+    let devices = device.resolve(visible.clone())?;
+    if let (DeviceSpec::Auto, Err(reason)) = (device, &visible) {
+        warn(&format!(
+            "no GPU ({reason}); Co-Instruct runs on the CPU, which takes seconds to minutes a group"
+        ));
+    }
+    Ok(devices)
 }
 
-/// The load options for a `QRANK_DEVICE` value and a cache size.
-fn load_options(device: Option<&str>, embedding_cache_mib: usize) -> Result<LoadOptions> {
-    let device = match device {
-        None | Some("") | Some("cpu") => DeviceKind::Cpu,
-        Some(other) => {
-            let ordinal = other.strip_prefix("cuda:").and_then(|n| n.parse().ok());
-            DeviceKind::Cuda(ordinal.with_context(|| format!("QRANK_DEVICE={other}: expected cpu or cuda:N"))?)
-        }
-    };
+/// Load a Co-Instruct checkpoint on `device`.
+pub fn load_coinstruct(source: &str, device: DeviceKind, embedding_cache_mib: usize) -> Result<CoInstruct> {
+    let options = load_options(device, embedding_cache_mib)?;
+    CoInstruct::load(source, &options).with_context(|| format!("loading Co-Instruct from {source} on {device}"))
+}
+
+/// The load options for a device and a cache size.
+fn load_options(device: DeviceKind, embedding_cache_mib: usize) -> Result<LoadOptions> {
     let embedding_cache_bytes = embedding_cache_mib.checked_mul(1 << 20).with_context(|| {
         format!("an embedding cache of {embedding_cache_mib} MiB is more than this machine can address")
     })?;
@@ -110,16 +187,32 @@ mod tests {
 
     #[test]
     fn load_options_take_the_device_and_the_cache_size() {
-        let options = load_options(Some("cuda:1"), 2048).unwrap();
+        let options = load_options(DeviceKind::Cuda(1), 2048).unwrap();
         assert_eq!(options.device, DeviceKind::Cuda(1));
         assert_eq!(options.embedding_cache_bytes, 2048 << 20);
-        let options = load_options(None, 0).unwrap();
-        assert_eq!(options.device, DeviceKind::Cpu);
+        let options = load_options(DeviceKind::Cpu, 0).unwrap();
         assert_eq!(options.embedding_cache_bytes, 0);
-        let err = load_options(Some("gpu0"), 1).unwrap_err().to_string();
-        assert!(err.contains("QRANK_DEVICE=gpu0"), "{err}");
-        let err = load_options(None, usize::MAX).unwrap_err().to_string();
+        let err = load_options(DeviceKind::Cpu, usize::MAX).unwrap_err().to_string();
         assert!(err.contains("embedding cache"), "{err}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "cuda"))]
+    fn auto_says_why_it_runs_on_the_cpu() {
+        // This test binary is built without CUDA, so `auto` finds no GPU.
+        let heard = std::cell::RefCell::new(Vec::new());
+        let devices = resolve_devices(&DeviceSpec::Auto, |w| heard.borrow_mut().push(w.to_owned())).unwrap();
+        assert_eq!(devices, [DeviceKind::Cpu]);
+        let heard = heard.into_inner();
+        assert!(heard.len() == 1 && heard[0].contains("built without CUDA"), "{heard:?}");
+        // Asking for the CPU is not worth a warning; asking for a GPU that is not there fails.
+        let quiet = resolve_devices(&DeviceSpec::Cpu, |w| panic!("warned: {w}")).unwrap();
+        assert_eq!(quiet, [DeviceKind::Cpu]);
+        let err = format!("{:#}", resolve_devices(&DeviceSpec::Gpus(vec![0]), |_| {}).unwrap_err());
+        assert!(
+            err.contains("device \"cuda:0\"") && err.contains("built without CUDA"),
+            "{err}"
+        );
     }
 
     #[test]

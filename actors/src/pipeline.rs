@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use engine::compare::{CacheStats, Comparator, Criterion};
+use engine::compare::{CacheStats, Criterion};
 use engine::image::Limits;
 use engine::job::JobOptions;
 use engine::rank::Ranking;
@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::actors::coordinator::{self, Coordinator, CoordinatorMsg, Reply};
 use crate::actors::supervisor::{self, Supervisor};
 use crate::config::Config;
+use crate::models::Comparators;
 use crate::prepared::ImageMemory;
 use crate::service::metrics::Metrics;
 use crate::service::wire::{JobSpec, Selection};
@@ -80,10 +81,10 @@ pub trait Progress: Send + Sync {
     fn compared(&self);
 }
 
-/// Rank every image under `source` with `comparator`.
+/// Rank every image under `source` with the model in `comparators`.
 pub async fn run(
     source: &Source,
-    comparator: Arc<dyn Comparator>,
+    comparators: Comparators,
     options: &RunOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Report> {
@@ -95,14 +96,14 @@ pub async fn run(
     config.pipeline.prepared_memory_mib = options.image_memory_mib;
     // The service's guard against a job pointed at a whole bucket; here the user chose the folder.
     config.pipeline.max_images_per_job = u64::MAX;
-    let keeps_a_cache = comparator.cache_stats().is_some();
+    let keeps_a_cache = comparators.primary().cache_stats().is_some();
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ctx = Context {
         image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)),
         config: Arc::new(config),
         metrics: metrics.clone(),
         health: Arc::default(),
-        comparator,
+        comparators,
         shared_groups: Arc::default(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(
@@ -151,4 +152,117 @@ pub async fn run(
     }
     report.stats.images_on_disk = metrics.prepared_images_spilled.get();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use engine::compare::{Comparator, CompareError, GroupOutcome, Stage};
+    use engine::image::Image;
+
+    use super::*;
+    use crate::models::OnDevice;
+
+    /// A fake device, since this machine has no GPU: it answers each group with the images'
+    /// order by mean brightness, taking a few milliseconds as a model call would, and counts
+    /// the groups it judged.
+    #[derive(Default)]
+    struct FakeDevice {
+        groups: AtomicUsize,
+    }
+
+    impl Comparator for FakeDevice {
+        fn model_id(&self) -> String {
+            "fake-brightness".into()
+        }
+
+        fn compare(&self, group: &[&Image], _criterion: &Criterion) -> Result<GroupOutcome, CompareError> {
+            std::thread::sleep(Duration::from_millis(5));
+            self.groups.fetch_add(1, Ordering::Relaxed);
+            let brightness = |image: &Image| image.rgb.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>();
+            let mut left: Vec<u8> = (0..group.len() as u8).collect();
+            let mut stages = Vec::new();
+            while left.len() > 1 {
+                let best = (0..left.len())
+                    .max_by(|&a, &b| {
+                        brightness(group[left[a] as usize]).total_cmp(&brightness(group[left[b] as usize]))
+                    })
+                    .expect("two or more slots are left");
+                let probs = (0..left.len()).map(|k| f64::from(u8::from(k == best))).collect();
+                stages.push(Stage {
+                    slots: left.clone(),
+                    probs,
+                });
+                left.remove(best);
+            }
+            Ok(GroupOutcome { stages })
+        }
+    }
+
+    struct Quiet;
+
+    impl Progress for Quiet {
+        fn loaded(&self, _name: &str) {}
+        fn comparisons_planned(&self, _total: usize) {}
+        fn compared(&self) {}
+    }
+
+    fn rank_on(devices: &[Arc<FakeDevice>]) -> Report {
+        let copies = devices
+            .iter()
+            .enumerate()
+            .map(|(n, device)| OnDevice {
+                device: format!("fake:{n}"),
+                comparator: device.clone(),
+            })
+            .collect();
+        let options = RunOptions {
+            recursive: false,
+            concurrency: 2,
+            image_memory_mib: 512,
+            limits: Limits::default(),
+            job: JobOptions {
+                budget_calls_per_image: 2.0,
+                ..JobOptions::default()
+            },
+            criterion: Criterion::Overall,
+        };
+        let photos = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/photos");
+        let source = Source::open(photos).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(run(&source, Comparators::new(copies), &options, Arc::new(Quiet)))
+            .unwrap()
+    }
+
+    /// Two devices share the groups of one job, and the ranking is the one a single device gives.
+    #[test]
+    fn every_device_takes_groups_from_the_one_queue() {
+        let one = [Arc::new(FakeDevice::default())];
+        let alone = rank_on(&one);
+        let two = [Arc::new(FakeDevice::default()), Arc::new(FakeDevice::default())];
+        let shared = rank_on(&two);
+        let judged: Vec<usize> = two.iter().map(|d| d.groups.load(Ordering::Relaxed)).collect();
+        assert!(judged.iter().all(|&n| n > 0), "a device sat idle: {judged:?}");
+        assert_eq!(judged.iter().sum::<usize>(), shared.stats.num_model_calls);
+        assert_eq!(alone.stats.num_model_calls, shared.stats.num_model_calls);
+        let names = |report: &Report| -> Vec<String> { report.ranking.items.iter().map(|i| i.name.clone()).collect() };
+        assert_eq!(names(&alone), names(&shared));
+        for (a, b) in alone.ranking.items.iter().zip(&shared.ranking.items) {
+            // The answers come back in another order, so the fits stop at another point within
+            // the solver's tolerance.
+            assert!(
+                (a.score - b.score).abs() < 1e-4,
+                "{}: {} against {}",
+                a.name,
+                a.score,
+                b.score
+            );
+        }
+    }
 }

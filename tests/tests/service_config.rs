@@ -71,6 +71,7 @@ fn check_config_rejects_bad_values_with_64() {
             vec![("QRANK_PIPELINE__MAX_IMAGE_PIXELS", "0")],
             "pipeline.max_image_pixels",
         ),
+        (vec![], vec![("QRANK_MODEL__DEVICE", "gpu0")], "model.device"),
         (
             vec![],
             vec![("QRANK_PIPELINE__SPILL_DIR", "/no/such/spill")],

@@ -86,7 +86,10 @@ async fn a_job_is_ranked_published_and_written() {
     assert_eq!(metrics.value("qrank_job_received_total"), 1.0);
     assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"ranked\"}"), 1.0);
     assert_eq!(metrics.value("qrank_image_loaded_total"), n);
-    assert_eq!(metrics.value("qrank_inference_calls_total{kind=\"score\"}"), n);
+    assert_eq!(
+        metrics.value("qrank_inference_calls_total{device=\"cpu\",kind=\"score\"}"),
+        n
+    );
     assert_eq!(metrics.value("qrank_amqp_published_total{outcome=\"confirmed\"}"), 1.0);
     assert_eq!(metrics.value("qrank_amqp_connected"), 1.0);
     assert_eq!(metrics.value("qrank_job_in_flight"), 0.0);

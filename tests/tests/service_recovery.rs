@@ -87,7 +87,7 @@ async fn a_killed_replica_s_job_is_redelivered_resumed_and_answered_once() {
         stats.num_groups_resumed as f64
     );
     assert_eq!(
-        metrics.value("qrank_inference_calls_total{kind=\"compare\"}"),
+        metrics.value("qrank_inference_calls_total{device=\"cpu\",kind=\"compare\"}"),
         stats.num_model_calls as f64
     );
 

@@ -348,7 +348,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
             let mut errors = std::mem::take(&mut state.errors);
             errors.sort_by(|a, b| a.name.cmp(&b.name));
             let report = Report {
-                model: state.ctx.comparator.model_id(),
+                model: state.ctx.comparators.primary().model_id(),
                 ranking,
                 errors,
                 stats: Stats {
@@ -386,7 +386,7 @@ async fn compared(
                 items: group_names(&state.images, &group),
                 stages: outcome.stages.clone(),
                 criterion: Some(state.spec.criterion.clone()),
-                model: Some(state.ctx.comparator.model_id()),
+                model: Some(state.ctx.comparators.primary().model_id()),
             });
             scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
             if state.unsaved.len() >= state.ctx.config.pipeline.checkpoint_every_groups {
@@ -743,7 +743,7 @@ async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: S
         return nack(myself, state).await;
     }
     state.ctx.metrics.jobs_completed.with_label_values(&["failed"]).inc();
-    let result = failed_result(&state.spec, state.ctx.comparator.model_id(), reason);
+    let result = failed_result(&state.spec, state.ctx.comparators.primary().model_id(), reason);
     if let Some(output) = &state.spec.output {
         if let Err(e) = output.write_result(&result).await {
             tracing::warn!(error = format!("{e:#}"), "could not write the failure result");

@@ -1,5 +1,9 @@
-//! Runs the comparator. Work waits in one bounded queue; `num_inference_threads` OS threads
-//! take batches of tasks from it, from any job, and answer each task's coordinator directly.
+//! Runs the comparator. Work waits in one bounded queue; each device's copy of the model
+//! (`crate::models::Comparators`) gets `num_inference_threads` OS threads, which take batches of
+//! tasks from it, from any job, and answer each task's coordinator directly. One queue for all
+//! devices keeps every GPU busy whatever the mix of jobs: a device that finishes early takes the
+//! next batch. Each copy keeps its own embedding cache, so an image judged on one GPU and then on
+//! another is sent through the vision tower on both.
 //!
 //! The actor's handler awaits room in the queue, so a full queue holds back the senders rather
 //! than growing without bound. Model work never runs on the async threads, and a comparator
@@ -58,17 +62,27 @@ impl Actor for InferenceWorker {
         let pipeline = &ctx.config.pipeline;
         let (queue, receiver) = mpsc::channel(pipeline.inference_queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
-        let num_threads = match pipeline.num_inference_threads {
-            0 if ctx.comparator.scores_directly() => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        let threads_per_device = match pipeline.num_inference_threads {
+            0 if ctx.comparators.primary().scores_directly() => {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            }
             0 => 1,
             n => n,
         };
-        for index in 0..num_threads {
-            let (receiver, comparator, metrics) = (receiver.clone(), ctx.comparator.clone(), ctx.metrics.clone());
-            let max_batch = pipeline.max_batch_size;
-            std::thread::Builder::new()
-                .name(format!("qrank-inference-{index}"))
-                .spawn(move || work(&receiver, comparator.as_ref(), &metrics, max_batch))?;
+        for (device_index, copy) in ctx.comparators.on_devices().iter().enumerate() {
+            for index in 0..threads_per_device {
+                let thread = Thread {
+                    comparator: copy.comparator.clone(),
+                    device: copy.device.clone(),
+                    device_index,
+                    metrics: ctx.metrics.clone(),
+                    max_batch: pipeline.max_batch_size,
+                };
+                let receiver = receiver.clone();
+                std::thread::Builder::new()
+                    .name(format!("qrank-inference-{}-{index}", copy.device))
+                    .spawn(move || thread.work(&receiver))?;
+            }
         }
         Ok(State {
             queue,
@@ -87,84 +101,100 @@ impl Actor for InferenceWorker {
     }
 }
 
-/// An inference thread: take a batch, answer each task, until the queue closes (the actor
-/// stopped or restarted).
-fn work(receiver: &Mutex<mpsc::Receiver<Task>>, comparator: &dyn Comparator, metrics: &Metrics, max_batch: usize) {
-    loop {
-        let mut batch = Vec::with_capacity(max_batch);
-        {
-            let mut receiver = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match receiver.blocking_recv() {
-                Some(task) => batch.push(task),
-                None => return,
-            }
-            while batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(task) => batch.push(task),
-                    Err(_) => break,
-                }
-            }
-        }
-        metrics.inference_queue_depth.sub(batch.len() as i64);
-        metrics.inference_batch_size.observe(batch.len() as f64);
-        for task in batch {
-            run(task, comparator, metrics);
-        }
-    }
+/// An inference thread and the copy of the model it runs.
+struct Thread {
+    comparator: Arc<dyn Comparator>,
+    /// The `device` label of its metrics.
+    device: String,
+    /// Its device's index among the process's devices, for the cache metrics.
+    device_index: usize,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
 }
 
-fn run(task: Task, comparator: &dyn Comparator, metrics: &Metrics) {
-    let started = Instant::now();
-    match task {
-        Task::Score(image, reply_to) => {
-            let name = image.name.clone();
-            let score = catch_unwind(AssertUnwindSafe(|| comparator.score(&image)))
-                .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
-                .map_err(|e| FileError {
-                    name: name.clone(),
-                    kind: "model",
-                    reason: format!("{name}: {e}"),
-                });
-            observe(metrics, "score", started);
-            let _ = reply_to.cast(CoordinatorMsg::Scored(name, score));
-        }
-        Task::Compare {
-            images,
-            group,
-            criterion,
-            reply_to,
-        } => {
-            let outcome = group
-                .items
-                .iter()
-                .map(|&i| images[i as usize].image())
-                .collect::<Result<Vec<_>, String>>()
-                .and_then(|members| {
-                    let members: Vec<&Image> = members.iter().map(AsRef::as_ref).collect();
-                    catch_unwind(AssertUnwindSafe(|| comparator.compare(&members, &criterion)))
-                        .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
-                        .map_err(|e| e.to_string())
-                });
-            observe(metrics, "compare", started);
-            if let Some(stats) = comparator.cache_stats() {
-                metrics.observe_cache(stats);
+impl Thread {
+    /// Take a batch, answer each task, until the queue closes (the actor stopped or restarted).
+    fn work(&self, receiver: &Mutex<mpsc::Receiver<Task>>) {
+        loop {
+            let mut batch = Vec::with_capacity(self.max_batch);
+            {
+                let mut receiver = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match receiver.blocking_recv() {
+                    Some(task) => batch.push(task),
+                    None => return,
+                }
+                while batch.len() < self.max_batch {
+                    match receiver.try_recv() {
+                        Ok(task) => batch.push(task),
+                        Err(_) => break,
+                    }
+                }
             }
-            match reply_to {
-                CompareReply::Coordinator(coordinator) => {
-                    let _ = coordinator.cast(CoordinatorMsg::Compared(group, outcome));
-                }
-                CompareReply::Shared(reply) => {
-                    let _ = reply.send(outcome);
-                }
+            self.metrics.inference_queue_depth.sub(batch.len() as i64);
+            self.metrics.inference_batch_size.observe(batch.len() as f64);
+            for task in batch {
+                self.run(task);
             }
         }
     }
-}
 
-fn observe(metrics: &Metrics, kind: &str, started: Instant) {
-    metrics.inference_calls.with_label_values(&[kind]).inc();
-    metrics
-        .inference_call
-        .with_label_values(&[kind])
-        .observe(started.elapsed().as_secs_f64());
+    fn run(&self, task: Task) {
+        let (comparator, metrics) = (self.comparator.as_ref(), self.metrics.as_ref());
+        let started = Instant::now();
+        match task {
+            Task::Score(image, reply_to) => {
+                let name = image.name.clone();
+                let score = catch_unwind(AssertUnwindSafe(|| comparator.score(&image)))
+                    .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
+                    .map_err(|e| FileError {
+                        name: name.clone(),
+                        kind: "model",
+                        reason: format!("{name}: {e}"),
+                    });
+                self.observe("score", started);
+                let _ = reply_to.cast(CoordinatorMsg::Scored(name, score));
+            }
+            Task::Compare {
+                images,
+                group,
+                criterion,
+                reply_to,
+            } => {
+                let outcome = group
+                    .items
+                    .iter()
+                    .map(|&i| images[i as usize].image())
+                    .collect::<Result<Vec<_>, String>>()
+                    .and_then(|members| {
+                        let members: Vec<&Image> = members.iter().map(AsRef::as_ref).collect();
+                        catch_unwind(AssertUnwindSafe(|| comparator.compare(&members, &criterion)))
+                            .unwrap_or_else(|_| {
+                                Err(engine::compare::CompareError::Model("the comparator panicked".into()))
+                            })
+                            .map_err(|e| e.to_string())
+                    });
+                self.observe("compare", started);
+                if let Some(stats) = comparator.cache_stats() {
+                    metrics.observe_cache(self.device_index, stats);
+                }
+                match reply_to {
+                    CompareReply::Coordinator(coordinator) => {
+                        let _ = coordinator.cast(CoordinatorMsg::Compared(group, outcome));
+                    }
+                    CompareReply::Shared(reply) => {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    fn observe(&self, kind: &str, started: Instant) {
+        let labels = [kind, self.device.as_str()];
+        self.metrics.inference_calls.with_label_values(&labels).inc();
+        self.metrics
+            .inference_call
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
 }

@@ -54,7 +54,7 @@ pub async fn load_one(ctx: &Context, source: &Source, meta: &ObjectMeta, name: &
     let started = Instant::now();
     let bytes = crate::load::fetch(source, meta, name, &limits, ctx.config.pipeline.fetch_attempts).await?;
     ctx.metrics.image_fetch.observe(started.elapsed().as_secs_f64());
-    let (comparator, owned_name) = (ctx.comparator.clone(), name.to_owned());
+    let (comparator, owned_name) = (ctx.comparators.primary().clone(), name.to_owned());
     tokio::task::spawn_blocking(move || {
         crate::load::decode_image(&owned_name, bytes.as_ref(), &limits).map(|image| comparator.prepare(image))
     })

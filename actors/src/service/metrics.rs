@@ -71,7 +71,8 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     /// Held while the cache metrics are brought forward, so two threads do not both add the
     /// same difference.
-    cache_lock: std::sync::Mutex<()>,
+    /// Each device's copy of the model keeps its own cache: their last totals, by device index.
+    cache_totals: std::sync::Mutex<Vec<CacheStats>>,
 }
 
 impl Metrics {
@@ -100,9 +101,14 @@ impl Metrics {
         let inference_call = HistogramVec::new(
             HistogramOpts::new("qrank_inference_call_seconds", "Time of one comparator call")
                 .buckets(exponential_buckets(0.0005, 4.0, 10)?),
-            &["kind"],
+            &["kind", "device"],
         )?;
         registry.register(Box::new(inference_call.clone()))?;
+        let inference_calls = IntCounterVec::new(
+            Opts::new("qrank_inference_calls_total", "Comparator calls"),
+            &["kind", "device"],
+        )?;
+        registry.register(Box::new(inference_calls.clone()))?;
         let inference_batch_size = Histogram::with_opts(
             HistogramOpts::new("qrank_inference_batch_size", "Tasks an inference thread took at once")
                 .buckets(exponential_buckets(1.0, 2.0, 8)?),
@@ -131,7 +137,7 @@ impl Metrics {
                 "error_type",
             )?,
             image_fetch: seconds("qrank_image_fetch_seconds", "Time to fetch one image")?,
-            inference_calls: counter_vec("qrank_inference_calls_total", "Comparator calls", "kind")?,
+            inference_calls,
             inference_call,
             inference_queue_depth: gauge("qrank_inference_queue_depth", "Tasks waiting for the inference worker")?,
             inference_batch_size,
@@ -183,21 +189,30 @@ impl Metrics {
                 "outcome",
             )?,
             actor_restarts: counter_vec("qrank_actor_restarts_total", "Actors restarted after a crash", "actor")?,
-            cache_lock: std::sync::Mutex::new(()),
+            cache_totals: std::sync::Mutex::default(),
             registry,
         })
     }
 
-    /// Brings the cache metrics up to the comparator's running totals. Inference threads call it
-    /// after each call; each counter only moves forward, so a thread with older totals than
-    /// another has already recorded changes nothing.
-    pub fn observe_cache(&self, stats: CacheStats) {
+    /// Brings the cache metrics up to the running totals of the copy of the model on device
+    /// `device` (an index into the process's devices), summed over the devices. Inference threads
+    /// call it after each call; a device's totals only move forward, so a thread with older
+    /// totals than another of the same device has already recorded changes nothing.
+    pub fn observe_cache(&self, device: usize, stats: CacheStats) {
+        let mut totals = self.cache_totals.lock().unwrap_or_else(|e| e.into_inner());
+        if totals.len() <= device {
+            totals.resize(device + 1, CacheStats::default());
+        }
+        let known = &mut totals[device];
+        known.hits = known.hits.max(stats.hits);
+        known.misses = known.misses.max(stats.misses);
+        known.bytes = stats.bytes;
+        let sum = |f: fn(&CacheStats) -> u64| totals.iter().map(f).sum::<u64>();
         let forward = |counter: &IntCounter, total: u64| counter.inc_by(total.saturating_sub(counter.get()));
-        let _one_at_a_time = self.cache_lock.lock().unwrap_or_else(|e| e.into_inner());
-        forward(&self.embedding_cache_hits, stats.hits);
-        forward(&self.embedding_cache_misses, stats.misses);
+        forward(&self.embedding_cache_hits, sum(|t| t.hits));
+        forward(&self.embedding_cache_misses, sum(|t| t.misses));
         self.embedding_cache_bytes
-            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+            .set(i64::try_from(sum(|t| t.bytes)).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -235,27 +250,18 @@ mod tests {
     #[test]
     fn cache_metrics_follow_the_comparators_totals() {
         let metrics = Metrics::new().unwrap();
-        metrics.observe_cache(CacheStats {
-            hits: 3,
-            misses: 4,
-            bytes: 1000,
-        });
-        metrics.observe_cache(CacheStats {
-            hits: 10,
-            misses: 5,
-            bytes: 1500,
-        });
+        let stats = |hits, misses, bytes| CacheStats { hits, misses, bytes };
+        metrics.observe_cache(0, stats(3, 4, 1000));
+        metrics.observe_cache(0, stats(10, 5, 1500));
         // Totals read by a slower thread before the last ones do not move the counters back.
-        metrics.observe_cache(CacheStats {
-            hits: 9,
-            misses: 5,
-            bytes: 1500,
-        });
+        metrics.observe_cache(0, stats(9, 5, 1500));
+        // A second device's copy has a cache of its own: the metrics are the sums.
+        metrics.observe_cache(1, stats(2, 7, 500));
         let text = metrics.render();
         for line in [
-            "qrank_embedding_cache_hits_total 10",
-            "qrank_embedding_cache_misses_total 5",
-            "qrank_embedding_cache_bytes 1500",
+            "qrank_embedding_cache_hits_total 12",
+            "qrank_embedding_cache_misses_total 12",
+            "qrank_embedding_cache_bytes 2000",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
@@ -271,7 +277,6 @@ mod tests {
             &metrics.jobs_dead_lettered,
             &metrics.jobs_stopped,
             &metrics.image_errors,
-            &metrics.inference_calls,
             &metrics.amqp_published,
             &metrics.actor_restarts,
             &metrics.shared_groups_published,
@@ -280,7 +285,8 @@ mod tests {
             vec.with_label_values(&["x"]).inc();
         }
         metrics.prepared_image_bytes.with_label_values(&["x"]).set(1);
-        metrics.inference_call.with_label_values(&["x"]).observe(1.0);
+        metrics.inference_calls.with_label_values(&["x", "y"]).inc();
+        metrics.inference_call.with_label_values(&["x", "y"]).observe(1.0);
         let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/qrank/README.md");
         let readme = std::fs::read_to_string(readme_path).unwrap();
         let text = metrics.render();

@@ -5,9 +5,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use engine::compare::Comparator;
-
 use crate::config::Config;
+use crate::models::Comparators;
 use crate::prepared::ImageMemory;
 
 pub mod broker;
@@ -25,7 +24,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::Metrics>,
     pub health: Arc<Health>,
-    pub comparator: Arc<dyn Comparator>,
+    /// The model, a copy on each device.
+    pub comparators: Comparators,
     /// Where answers to shared groups come back, and who waits for them.
     pub shared_groups: Arc<shared_groups::SharedGroups>,
     /// The memory the jobs' prepared images share, and the disk past it.
@@ -35,7 +35,8 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("model", &self.comparator.model_id())
+            .field("model", &self.comparators.primary().model_id())
+            .field("devices", &self.comparators.device_names())
             .finish_non_exhaustive()
     }
 }
@@ -43,7 +44,7 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// True when a job should rank by comparing groups rather than by scoring single images.
     pub fn compares_groups(&self) -> bool {
-        self.config.model.compare_groups || !self.comparator.scores_directly()
+        self.config.model.compare_groups || !self.comparators.primary().scores_directly()
     }
 }
 

@@ -88,19 +88,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let http = tokio::spawn(server.into_future());
 
     // The probes answer while the model loads (a checkpoint may download); /readyz waits for it.
-    let (spec, cache_mib) = (config.model.name.clone(), config.model.embedding_cache_mib);
-    let comparator = tokio::task::spawn_blocking(move || crate::models::load(&spec, cache_mib))
-        .await
-        .context("loading the model panicked")?
-        .with_context(|| format!("loading the model {}", config.model.name))?;
-    tracing::info!(model = %comparator.model_id(), "model loaded");
+    let model = config.model.clone();
+    let comparators = tokio::task::spawn_blocking(move || {
+        crate::models::load(&model.name, &model.device, model.embedding_cache_mib, |warning| {
+            tracing::warn!(device = %model.device, "{warning}");
+        })
+    })
+    .await
+    .context("loading the model panicked")?
+    .with_context(|| format!("loading the model {}", config.model.name))?;
+    tracing::info!(
+        model = %comparators.primary().model_id(),
+        devices = %comparators.device_names(),
+        "model loaded"
+    );
     health.model_loaded.store(true, Ordering::Relaxed);
     let ctx = Context {
         image_memory: Arc::new(ImageMemory::from_config(&config.pipeline, &metrics)),
         config: config.clone(),
         metrics,
         health: health.clone(),
-        comparator,
+        comparators,
         shared_groups: Arc::default(),
     };
     let (supervisor, supervisor_done) = Actor::spawn(

@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::cache::EmbeddingCache;
 use super::config::Config;
+use super::device::DeviceKind;
 use super::error::{Context, ModelError};
 use super::language::KvCache;
 use super::loader;
@@ -21,15 +22,6 @@ use super::preprocess;
 use super::prompt::{chat_turn, choice_question, image_intro, PromptTokenizer};
 use crate::compare::{CacheStats, Comparator, CompareError, Criterion, GroupOutcome, Stage};
 use crate::image::Image;
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceKind {
-    #[default]
-    Cpu,
-    /// A CUDA GPU by ordinal; needs the `cuda` feature.
-    Cuda(usize),
-}
 
 /// Numeric precision of weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

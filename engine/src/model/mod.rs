@@ -61,6 +61,7 @@ mod abstractor;
 mod cache;
 mod comparator;
 mod config;
+mod device;
 mod error;
 mod language;
 mod layers;
@@ -74,6 +75,7 @@ mod sentencepiece;
 mod softmax;
 mod vision;
 
-pub use comparator::{CoInstruct, DeviceKind, LoadOptions, Precision, DEFAULT_EMBEDDING_CACHE_BYTES};
+pub use comparator::{CoInstruct, LoadOptions, Precision, DEFAULT_EMBEDDING_CACHE_BYTES};
 pub use config::{AbstractorConfig, Config, VisionConfig, VisualConfig};
+pub use device::{visible_gpus, DeviceKind, DeviceSpec};
 pub use error::ModelError;

@@ -7,7 +7,8 @@
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
-use super::comparator::{CoInstruct, DeviceKind, Precision};
+use super::comparator::{CoInstruct, Precision};
+use super::device::DeviceKind;
 use super::error::{Context, ModelError};
 use super::language::KvCache;
 use super::loader;

@@ -127,7 +127,12 @@ URL is refused here, since it holds a password: it belongs in the Secret.
 {{- end }}
 # qrank.toml, rendered by the {{ include "qrank.chart" . }} chart from its `config` values.
 # Every key can be overridden by QRANK_<SECTION>__<KEY>; QRANK_AMQP__URL comes from a Secret.
-{{- range $section, $keys := .Values.config }}
+{{- $config := deepCopy .Values.config }}
+{{- /* A GPU pod runs the model on its GPUs, all of them; one that got none fails at start. */ -}}
+{{- if and .Values.gpu.enabled (kindIs "map" $config.model) (not $config.model.device) }}
+{{- $_ := set $config.model "device" "cuda" }}
+{{- end }}
+{{- range $section, $keys := $config }}
 {{- if not (kindIs "map" $keys) }}
 {{- fail (printf "config.%s must be a section (a map of keys)" $section) }}
 {{- end }}
