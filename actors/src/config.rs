@@ -152,13 +152,14 @@ pub struct PipelineConfig {
     pub num_loaders: usize,
     /// Images one job has being loaded or scored at once.
     pub max_images_in_flight: usize,
-    /// Threads of the inference worker, each running the comparator on its own OS thread.
-    /// 0 picks: one per CPU core for BRISQUE and NIQE, one for a Co-Instruct model (which
-    /// parallelises inside each call, and holds one device).
+    /// Threads of the inference worker for each device (`model.device`), each running the
+    /// comparator on its own OS thread. 0 picks: one per CPU core for BRISQUE and NIQE, one per
+    /// device for a Co-Instruct model (which parallelises inside each call).
     pub num_inference_threads: usize,
     /// Capacity of the inference worker's queue; senders wait when it is full.
     pub inference_queue_capacity: usize,
-    /// Tasks an inference thread takes from its queue at once, across jobs.
+    /// Tasks an inference thread takes from its queue at once, across jobs; never more than its
+    /// share of those waiting, so that no other thread (or device) is left idle.
     pub max_batch_size: usize,
     /// Comparator calls per image when the job does not say.
     pub default_budget_calls_per_image: f64,

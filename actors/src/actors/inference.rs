@@ -77,6 +77,7 @@ impl Actor for InferenceWorker {
                     device_index,
                     metrics: ctx.metrics.clone(),
                     max_batch: pipeline.max_batch_size,
+                    threads: ctx.comparators.on_devices().len() * threads_per_device,
                 };
                 let receiver = receiver.clone();
                 std::thread::Builder::new()
@@ -101,6 +102,13 @@ impl Actor for InferenceWorker {
     }
 }
 
+/// How many of the `waiting` tasks one of `threads` threads takes at once: up to `max_batch`,
+/// but no more than its share, so that a device does not work through a batch alone while
+/// another device's threads wait for the next round's tasks.
+fn batch_share(waiting: usize, threads: usize, max_batch: usize) -> usize {
+    waiting.div_ceil(threads.max(1)).clamp(1, max_batch.max(1))
+}
+
 /// An inference thread and the copy of the model it runs.
 struct Thread {
     comparator: Arc<dyn Comparator>,
@@ -110,6 +118,8 @@ struct Thread {
     device_index: usize,
     metrics: Arc<Metrics>,
     max_batch: usize,
+    /// Inference threads across all devices.
+    threads: usize,
 }
 
 impl Thread {
@@ -123,7 +133,8 @@ impl Thread {
                     Some(task) => batch.push(task),
                     None => return,
                 }
-                while batch.len() < self.max_batch {
+                let share = batch_share(1 + receiver.len(), self.threads, self.max_batch);
+                while batch.len() < share {
                     match receiver.try_recv() {
                         Ok(task) => batch.push(task),
                         Err(_) => break,
@@ -196,5 +207,22 @@ impl Thread {
             .inference_call
             .with_label_values(&labels)
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_share;
+
+    #[test]
+    fn a_thread_takes_its_share_of_the_waiting_tasks() {
+        // One thread (one device) takes up to the batch size, as before there were devices.
+        assert_eq!(batch_share(40, 1, 16), 16);
+        assert_eq!(batch_share(5, 1, 16), 5);
+        // Two devices, five tasks of a round's end: three, and the other device takes the rest.
+        assert_eq!(batch_share(5, 2, 16), 3);
+        assert_eq!(batch_share(2, 2, 16), 1);
+        assert_eq!(batch_share(1, 8, 16), 1);
+        assert_eq!(batch_share(100, 2, 0), 1);
     }
 }
