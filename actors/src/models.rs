@@ -157,7 +157,7 @@ pub fn resolve_devices(device: &DeviceSpec, warn: impl Fn(&str)) -> Result<Vec<D
     let devices = device.resolve(visible.clone())?;
     if let (DeviceSpec::Auto, Err(reason)) = (device, &visible) {
         warn(&format!(
-            "no GPU ({reason}); Co-Instruct runs on the CPU, which takes seconds to minutes a group"
+            "Co-Instruct runs on the CPU, seconds to minutes a group; no GPU: {reason}"
         ));
     }
     Ok(devices)
