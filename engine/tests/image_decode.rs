@@ -186,6 +186,30 @@ fn limits_apply_to_bytes_pixels_and_sides() {
     .is_ok());
 }
 
+/// A stitched panorama wider than 16,384 pixels (WebP's limit, and qrank's until it took JPEG's
+/// 65,535) is read like any photo: only the pixel count bounds it.
+#[test]
+fn a_wide_panorama_is_accepted() {
+    let panorama = image::RgbImage::from_fn(30_000, 200, |x, _| image::Rgb([(x % 251) as u8, 90, 160]));
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 80)
+        .encode_image(&panorama)
+        .unwrap();
+    let decoded = decode("pano.jpg", &bytes, &Limits::default()).unwrap();
+    assert_eq!(decoded.rgb.dimensions(), (30_000, 200));
+    // A lower side limit is still named in the refusal.
+    let err = decode(
+        "pano.jpg",
+        &bytes,
+        &Limits {
+            max_side: 29_999,
+            ..Limits::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("width 30000 is over 29999"), "{err}");
+}
+
 #[test]
 fn content_hash_follows_the_bytes() {
     let (name, bytes) = fixture("good", "rgb.png");

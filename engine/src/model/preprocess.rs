@@ -220,6 +220,17 @@ mod tests {
     }
 
     #[test]
+    fn a_panorama_is_padded_into_a_square_not_stretched() {
+        // 20,000 x 500: the picture fills a band 448 * 500 / 20,000 = 11.2 rows high.
+        let img = RgbImage::from_pixel(20_000, 500, image::Rgb([0, 0, 0]));
+        let out = square_resize(&img, 448);
+        assert_eq!(out.dimensions(), (448, 448));
+        assert_eq!(out.get_pixel(224, 224).0, [0, 0, 0]);
+        assert_eq!(out.get_pixel(224, 100).0, BACKGROUND);
+        assert_eq!(out.get_pixel(224, 348).0, BACKGROUND);
+    }
+
+    #[test]
     fn normalise_is_channel_major() {
         let img = RgbImage::from_pixel(1, 2, image::Rgb([255, 0, 122]));
         let x = normalise(&img);
