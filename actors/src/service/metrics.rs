@@ -69,9 +69,9 @@ pub struct Metrics {
     pub amqp_published: IntCounterVec,
     /// Actors restarted by their supervisor after a crash, by `actor` role.
     pub actor_restarts: IntCounterVec,
-    /// Held while the cache metrics are brought forward, so two threads do not both add the
-    /// same difference.
-    /// Each device's copy of the model keeps its own cache: their last totals, by device index.
+    /// The last cache totals of each device's copy of the model (each keeps its own cache), by
+    /// device index. Its lock is held while the cache metrics are brought forward, so that two
+    /// threads do not both add the same difference.
     cache_totals: std::sync::Mutex<Vec<CacheStats>>,
 }
 
