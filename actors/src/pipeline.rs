@@ -209,7 +209,12 @@ mod tests {
         fn compared(&self) {}
     }
 
-    fn rank_on(devices: &[Arc<FakeDevice>]) -> Report {
+    /// Rank the example photos with one copy of the model per fake device. One pipeline at a
+    /// time: its actors' names are registered process-wide, and `cargo test` runs tests as
+    /// threads of one process.
+    fn rank_on(devices: &[Arc<dyn Comparator>]) -> Result<Report> {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let copies = devices
             .iter()
             .enumerate()
@@ -235,18 +240,15 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        runtime
-            .block_on(run(&source, Comparators::new(copies), &options, Arc::new(Quiet)))
-            .unwrap()
+        runtime.block_on(run(&source, Comparators::new(copies), &options, Arc::new(Quiet)))
     }
 
     /// Two devices share the groups of one job, and the ranking is the one a single device gives.
     #[test]
     fn every_device_takes_groups_from_the_one_queue() {
-        let one = [Arc::new(FakeDevice::default())];
-        let alone = rank_on(&one);
+        let alone = rank_on(&[Arc::new(FakeDevice::default())]).unwrap();
         let two = [Arc::new(FakeDevice::default()), Arc::new(FakeDevice::default())];
-        let shared = rank_on(&two);
+        let shared = rank_on(&[two[0].clone(), two[1].clone()]).unwrap();
         let judged: Vec<usize> = two.iter().map(|d| d.groups.load(Ordering::Relaxed)).collect();
         assert!(judged.iter().all(|&n| n > 0), "a device sat idle: {judged:?}");
         assert_eq!(judged.iter().sum::<usize>(), shared.stats.num_model_calls);
@@ -264,5 +266,29 @@ mod tests {
                 b.score
             );
         }
+    }
+
+    /// A fake of a GPU fallen off the bus: every call fails.
+    struct BrokenDevice;
+
+    impl Comparator for BrokenDevice {
+        fn model_id(&self) -> String {
+            "fake-broken".into()
+        }
+
+        fn compare(&self, _group: &[&Image], _criterion: &Criterion) -> Result<GroupOutcome, CompareError> {
+            Err(CompareError::Model("CUDA_ERROR_ILLEGAL_ADDRESS".into()))
+        }
+    }
+
+    /// A job whose comparisons all fail ends in an error that says so, not in a ranking fitted
+    /// to no answers.
+    #[test]
+    fn a_model_that_fails_every_group_fails_the_job() {
+        let err = format!("{:#}", rank_on(&[Arc::new(BrokenDevice)]).unwrap_err());
+        assert!(
+            err.contains("the model failed on 8 of 8 groups") && err.contains("CUDA_ERROR_ILLEGAL_ADDRESS"),
+            "{err}"
+        );
     }
 }

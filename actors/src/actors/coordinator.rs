@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use engine::compare::{GroupOutcome, Stage};
 use engine::image::Image;
 use engine::job::Job;
@@ -129,6 +129,8 @@ pub struct State {
     unsaved: Vec<ComparisonRecord>,
     next_checkpoint_part: u32,
     num_groups: u64,
+    /// Groups whose comparison failed this run, skipped.
+    num_groups_failed: u64,
     num_groups_resumed: u64,
     num_groups_planned: u64,
     num_model_calls: u64,
@@ -171,6 +173,7 @@ impl Actor for Coordinator {
             unsaved: Vec::new(),
             next_checkpoint_part: 0,
             num_groups: 0,
+            num_groups_failed: 0,
             num_groups_resumed: 0,
             num_groups_planned: 0,
             num_model_calls: 0,
@@ -393,7 +396,18 @@ async fn compared(
                 save_checkpoint(state).await?;
             }
         }
-        Err(e) => tracing::warn!(error = %e, "comparison failed; the group is skipped"),
+        Err(e) => {
+            tracing::warn!(error = %e, "comparison failed; the group is skipped");
+            state.num_groups_failed += 1;
+            if model_failing(state.num_groups_failed, state.num_groups) {
+                bail!(
+                    "the model failed on {} of {} groups, most recently: {e}; a ranking from the \
+                     rest would say little",
+                    state.num_groups_failed,
+                    state.num_groups_failed + state.num_groups
+                );
+            }
+        }
     }
     ask_more(myself, state)?;
     round_finished(state).await?;
@@ -715,6 +729,17 @@ async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, report: Re
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Refused(String);
+
+/// Failed groups a job bears before it asks whether its model works at all.
+const MIN_FAILED_GROUPS: u64 = 8;
+
+/// True when most of a job's comparisons fail (a GPU fallen off the bus, a broken model): the
+/// job then fails, and goes back to the queue once, for a replica whose model works, instead of
+/// publishing a ranking fitted to the few answers left, or to none. A group now and then that
+/// fails (an image that cannot be read back) only skips that group.
+fn model_failing(failed: u64, answered: u64) -> bool {
+    failed >= MIN_FAILED_GROUPS && failed > answered
+}
 
 /// Whether a failed job is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

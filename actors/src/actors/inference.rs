@@ -162,7 +162,7 @@ impl Thread {
                         kind: "model",
                         reason: format!("{name}: {e}"),
                     });
-                self.observe("score", started);
+                self.observe("score", started, score.is_ok());
                 let _ = reply_to.cast(CoordinatorMsg::Scored(name, score));
             }
             Task::Compare {
@@ -184,7 +184,7 @@ impl Thread {
                             })
                             .map_err(|e| e.to_string())
                     });
-                self.observe("compare", started);
+                self.observe("compare", started, outcome.is_ok());
                 if let Some(stats) = comparator.cache_stats() {
                     metrics.observe_cache(self.device_index, stats);
                 }
@@ -200,9 +200,12 @@ impl Thread {
         }
     }
 
-    fn observe(&self, kind: &str, started: Instant) {
+    fn observe(&self, kind: &str, started: Instant, succeeded: bool) {
         let labels = [kind, self.device.as_str()];
         self.metrics.inference_calls.with_label_values(&labels).inc();
+        if !succeeded {
+            self.metrics.inference_failures.with_label_values(&labels).inc();
+        }
         self.metrics
             .inference_call
             .with_label_values(&labels)

@@ -34,8 +34,11 @@ pub struct Metrics {
     /// list (an unreadable folder entry) and model.
     pub image_errors: IntCounterVec,
     pub image_fetch: Histogram,
-    /// Comparator calls, by `kind`: score (one image) or compare (a group).
+    /// Comparator calls, by `kind` (score: one image; compare: a group) and `device`.
     pub inference_calls: IntCounterVec,
+    /// Comparator calls that failed, by `kind` and `device`: a device whose failures climb while
+    /// the others' do not is the one to look at.
+    pub inference_failures: IntCounterVec,
     pub inference_call: HistogramVec,
     pub inference_queue_depth: IntGauge,
     pub inference_batch_size: Histogram,
@@ -104,11 +107,11 @@ impl Metrics {
             &["kind", "device"],
         )?;
         registry.register(Box::new(inference_call.clone()))?;
-        let inference_calls = IntCounterVec::new(
-            Opts::new("qrank_inference_calls_total", "Comparator calls"),
-            &["kind", "device"],
-        )?;
-        registry.register(Box::new(inference_calls.clone()))?;
+        let by_kind_and_device = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &["kind", "device"])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
         let inference_batch_size = Histogram::with_opts(
             HistogramOpts::new("qrank_inference_batch_size", "Tasks an inference thread took at once")
                 .buckets(exponential_buckets(1.0, 2.0, 8)?),
@@ -137,7 +140,8 @@ impl Metrics {
                 "error_type",
             )?,
             image_fetch: seconds("qrank_image_fetch_seconds", "Time to fetch one image")?,
-            inference_calls,
+            inference_calls: by_kind_and_device("qrank_inference_calls_total", "Comparator calls")?,
+            inference_failures: by_kind_and_device("qrank_inference_failures_total", "Comparator calls that failed")?,
             inference_call,
             inference_queue_depth: gauge("qrank_inference_queue_depth", "Tasks waiting for the inference worker")?,
             inference_batch_size,
@@ -286,6 +290,7 @@ mod tests {
         }
         metrics.prepared_image_bytes.with_label_values(&["x"]).set(1);
         metrics.inference_calls.with_label_values(&["x", "y"]).inc();
+        metrics.inference_failures.with_label_values(&["x", "y"]).inc();
         metrics.inference_call.with_label_values(&["x", "y"]).observe(1.0);
         let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/qrank/README.md");
         let readme = std::fs::read_to_string(readme_path).unwrap();
@@ -297,7 +302,7 @@ mod tests {
             .collect();
         assert_eq!(
             names.len(),
-            28,
+            29,
             "a new metric? list it in helm/qrank/README.tmpl.md, and above if it has labels: {names:?}"
         );
         for name in names {
