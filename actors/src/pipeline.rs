@@ -268,15 +268,19 @@ mod tests {
         }
     }
 
-    /// A fake of a GPU fallen off the bus: every call fails.
-    struct BrokenDevice;
+    /// A fake of a GPU fallen off the bus: every call fails, and is counted.
+    #[derive(Default)]
+    struct BrokenDevice {
+        calls: AtomicUsize,
+    }
 
     impl Comparator for BrokenDevice {
         fn model_id(&self) -> String {
-            "fake-broken".into()
+            "fake-brightness".into()
         }
 
         fn compare(&self, _group: &[&Image], _criterion: &Criterion) -> Result<GroupOutcome, CompareError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
             Err(CompareError::Model("CUDA_ERROR_ILLEGAL_ADDRESS".into()))
         }
     }
@@ -285,10 +289,24 @@ mod tests {
     /// to no answers.
     #[test]
     fn a_model_that_fails_every_group_fails_the_job() {
-        let err = format!("{:#}", rank_on(&[Arc::new(BrokenDevice)]).unwrap_err());
+        let err = format!("{:#}", rank_on(&[Arc::new(BrokenDevice::default())]).unwrap_err());
         assert!(
             err.contains("the model failed on 8 of 8 groups") && err.contains("CUDA_ERROR_ILLEGAL_ADDRESS"),
             "{err}"
         );
+    }
+
+    /// Beside a working device, a broken one is retired after a few failures and the job is
+    /// ranked by the other, nothing handed back lost.
+    #[test]
+    fn a_broken_device_is_retired_and_the_others_finish_the_job() {
+        let (broken, working) = (Arc::new(BrokenDevice::default()), Arc::new(FakeDevice::default()));
+        let report = rank_on(&[broken.clone(), working.clone()]).unwrap();
+        let failed = broken.calls.load(Ordering::Relaxed);
+        assert_eq!(failed, crate::service::device_health::SICK_AFTER as usize);
+        let answered = working.groups.load(Ordering::Relaxed);
+        assert_eq!(answered + failed, report.stats.num_model_calls);
+        assert_eq!(report.ranking.items.len(), 20);
+        assert!(report.ranking.items.iter().all(|item| item.connected));
     }
 }

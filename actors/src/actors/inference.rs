@@ -5,6 +5,9 @@
 //! next batch. Each copy keeps its own embedding cache, so an image judged on one GPU and then on
 //! another is sent through the vision tower on both.
 //!
+//! A device whose model fails call after call stops taking work and hands back what it holds
+//! (`crate::service::device_health`).
+//!
 //! The actor's handler awaits room in the queue, so a full queue holds back the senders rather
 //! than growing without bound. Model work never runs on the async threads, and a comparator
 //! panic fails that one task, not the thread.
@@ -13,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use engine::compare::{Comparator, Criterion, GroupOutcome};
+use engine::compare::{Comparator, CompareError, Criterion, GroupOutcome};
 use engine::image::Image;
 use engine::schedule::Group;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -22,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::coordinator::CoordinatorMsg;
 use crate::pipeline::FileError;
 use crate::prepared::PreparedImage;
+use crate::service::device_health::DeviceHealth;
 use crate::service::metrics::Metrics;
 use crate::service::Context;
 
@@ -62,6 +66,12 @@ impl Actor for InferenceWorker {
         let pipeline = &ctx.config.pipeline;
         let (queue, receiver) = mpsc::channel(pipeline.inference_queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        let devices = ctx.comparators.on_devices();
+        let health = Arc::new(DeviceHealth::new(
+            devices.iter().map(|d| d.device.clone()).collect(),
+            ctx.health.clone(),
+            ctx.metrics.clone(),
+        ));
         let threads_per_device = match pipeline.num_inference_threads {
             0 if ctx.comparators.primary().scores_directly() => {
                 std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -69,7 +79,7 @@ impl Actor for InferenceWorker {
             0 => 1,
             n => n,
         };
-        for (device_index, copy) in ctx.comparators.on_devices().iter().enumerate() {
+        for (device_index, copy) in devices.iter().enumerate() {
             for index in 0..threads_per_device {
                 let thread = Thread {
                     comparator: copy.comparator.clone(),
@@ -77,7 +87,9 @@ impl Actor for InferenceWorker {
                     device_index,
                     metrics: ctx.metrics.clone(),
                     max_batch: pipeline.max_batch_size,
-                    threads: ctx.comparators.on_devices().len() * threads_per_device,
+                    threads: devices.len() * threads_per_device,
+                    health: health.clone(),
+                    hand_back: queue.downgrade(),
                 };
                 let receiver = receiver.clone();
                 std::thread::Builder::new()
@@ -120,6 +132,10 @@ struct Thread {
     max_batch: usize,
     /// Inference threads across all devices.
     threads: usize,
+    health: Arc<DeviceHealth>,
+    /// The queue, to hand tasks back to once the device is retired. Weak, so that the queue
+    /// still closes when the actor stops.
+    hand_back: mpsc::WeakSender<Task>,
 }
 
 impl Thread {
@@ -144,8 +160,26 @@ impl Thread {
             self.metrics.inference_queue_depth.sub(batch.len() as i64);
             self.metrics.inference_batch_size.observe(batch.len() as f64);
             for task in batch {
-                self.run(task);
+                if self.health.retired(self.device_index) {
+                    self.hand_back(task);
+                } else {
+                    self.run(task);
+                }
             }
+            if self.health.retired(self.device_index) {
+                return;
+            }
+        }
+    }
+
+    /// Put a task this retired device will not run back on the queue, for the other devices.
+    fn hand_back(&self, task: Task) {
+        let Some(queue) = self.hand_back.upgrade() else {
+            return; // The actor stopped: nobody waits for the answer.
+        };
+        self.metrics.inference_queue_depth.inc();
+        if queue.blocking_send(task).is_err() {
+            self.metrics.inference_queue_depth.dec();
         }
     }
 
@@ -156,12 +190,13 @@ impl Thread {
             Task::Score(image, reply_to) => {
                 let name = image.name.clone();
                 let score = catch_unwind(AssertUnwindSafe(|| comparator.score(&image)))
-                    .unwrap_or_else(|_| Err(engine::compare::CompareError::Model("the comparator panicked".into())))
-                    .map_err(|e| FileError {
-                        name: name.clone(),
-                        kind: "model",
-                        reason: format!("{name}: {e}"),
-                    });
+                    .unwrap_or_else(|_| Err(CompareError::Model("the comparator panicked".into())));
+                self.record(score.as_ref().err());
+                let score = score.map_err(|e| FileError {
+                    name: name.clone(),
+                    kind: "model",
+                    reason: format!("{name}: {e}"),
+                });
                 self.observe("score", started, score.is_ok());
                 let _ = reply_to.cast(CoordinatorMsg::Scored(name, score));
             }
@@ -178,11 +213,10 @@ impl Thread {
                     .collect::<Result<Vec<_>, String>>()
                     .and_then(|members| {
                         let members: Vec<&Image> = members.iter().map(AsRef::as_ref).collect();
-                        catch_unwind(AssertUnwindSafe(|| comparator.compare(&members, &criterion)))
-                            .unwrap_or_else(|_| {
-                                Err(engine::compare::CompareError::Model("the comparator panicked".into()))
-                            })
-                            .map_err(|e| e.to_string())
+                        let answer = catch_unwind(AssertUnwindSafe(|| comparator.compare(&members, &criterion)))
+                            .unwrap_or_else(|_| Err(CompareError::Model("the comparator panicked".into())));
+                        self.record(answer.as_ref().err());
+                        answer.map_err(|e| e.to_string())
                     });
                 self.observe("compare", started, outcome.is_ok());
                 if let Some(stats) = comparator.cache_stats() {
@@ -197,6 +231,16 @@ impl Thread {
                     }
                 }
             }
+        }
+    }
+
+    /// Tell the devices' health what the model did: answered, or failed in itself. A failure
+    /// that is an image's (one the model cannot read) says nothing of the device.
+    fn record(&self, error: Option<&CompareError>) {
+        match error {
+            None => self.health.record(self.device_index, None),
+            Some(error @ CompareError::Model(_)) => self.health.record(self.device_index, Some(&error.to_string())),
+            Some(_) => {}
         }
     }
 

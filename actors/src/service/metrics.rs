@@ -40,6 +40,9 @@ pub struct Metrics {
     /// the others' do not is the one to look at.
     pub inference_failures: IntCounterVec,
     pub inference_call: HistogramVec,
+    /// 1 while a device takes work, 0 once its model failed call after call
+    /// (`device_health`), by `device`.
+    pub inference_device_up: IntGaugeVec,
     pub inference_queue_depth: IntGauge,
     pub inference_batch_size: Histogram,
     /// The comparator's cache of per-image work (Co-Instruct's image tokens): images found in it,
@@ -154,6 +157,14 @@ impl Metrics {
                 "Images whose model input was worked out again (first seen, or evicted)",
             )?,
             embedding_cache_bytes: gauge("qrank_embedding_cache_bytes", "Bytes held by the comparator's cache")?,
+            inference_device_up: {
+                let g = IntGaugeVec::new(
+                    Opts::new("qrank_inference_device_up", "1 while the device takes work, by device"),
+                    &["device"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             prepared_image_bytes: {
                 let g = IntGaugeVec::new(
                     Opts::new(
@@ -289,6 +300,7 @@ mod tests {
             vec.with_label_values(&["x"]).inc();
         }
         metrics.prepared_image_bytes.with_label_values(&["x"]).set(1);
+        metrics.inference_device_up.with_label_values(&["x"]).set(1);
         metrics.inference_calls.with_label_values(&["x", "y"]).inc();
         metrics.inference_failures.with_label_values(&["x", "y"]).inc();
         metrics.inference_call.with_label_values(&["x", "y"]).observe(1.0);
@@ -302,7 +314,7 @@ mod tests {
             .collect();
         assert_eq!(
             names.len(),
-            29,
+            30,
             "a new metric? list it in helm/qrank/README.tmpl.md, and above if it has labels: {names:?}"
         );
         for name in names {

@@ -11,6 +11,7 @@ use crate::prepared::ImageMemory;
 
 pub mod broker;
 pub mod dead_letter;
+pub mod device_health;
 pub mod http;
 pub mod job_output;
 pub mod metrics;
@@ -54,6 +55,9 @@ impl Context {
 pub struct Health {
     pub broker_connected: AtomicBool,
     pub model_loaded: AtomicBool,
+    /// Set while the model fails call after call on every device (`device_health`):
+    /// `/healthz` then fails, so that Kubernetes restarts the pod.
+    pub model_broken: AtomicBool,
     pub draining: AtomicBool,
 }
 
@@ -62,5 +66,11 @@ impl Health {
         self.broker_connected.load(Ordering::Relaxed)
             && self.model_loaded.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
+            && self.alive()
+    }
+
+    /// What `/healthz` reports: false only while the model is broken on every device.
+    pub fn alive(&self) -> bool {
+        !self.model_broken.load(Ordering::Relaxed)
     }
 }
