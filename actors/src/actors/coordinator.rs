@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use engine::compare::{GroupOutcome, Stage};
 use engine::image::Image;
 use engine::job::Job;
@@ -198,7 +198,7 @@ impl Actor for Coordinator {
                 if state.done {
                     tracing::warn!(error = format!("{e:#}"), "finishing the job failed");
                 } else {
-                    let again = if e.is::<Refused>() { Again::Never } else { Again::Once };
+                    let again = again_after(&e, state.ctx.health.alive());
                     give_up(&myself, state, format!("{e:#}"), again).await;
                 }
             }
@@ -400,12 +400,13 @@ async fn compared(
             tracing::warn!(error = %e, "comparison failed; the group is skipped");
             state.num_groups_failed += 1;
             if model_failing(state.num_groups_failed, state.num_groups) {
-                bail!(
+                return Err(ModelFailing(format!(
                     "the model failed on {} of {} groups, most recently: {e}; a ranking from the \
                      rest would say little",
                     state.num_groups_failed,
                     state.num_groups_failed + state.num_groups
-                );
+                ))
+                .into());
             }
         }
     }
@@ -741,6 +742,11 @@ fn model_failing(failed: u64, answered: u64) -> bool {
     failed >= MIN_FAILED_GROUPS && failed > answered
 }
 
+/// Most of a job's comparisons failed ([`model_failing`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ModelFailing(String);
+
 /// Whether a failed job is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Again {
@@ -748,11 +754,27 @@ enum Again {
     Once,
     /// Never: the job itself is at fault ([`Refused`]).
     Never,
+    /// However often it came before: this replica is at fault, its model failing on every
+    /// device (`service::device_health`) until Kubernetes restarts it. Answering the job with a
+    /// failure would blame the job for the replica.
+    Elsewhere,
+}
+
+/// Whether a job that failed with `error` is tried again, `alive` being the replica's
+/// `/healthz`.
+fn again_after(error: &anyhow::Error, alive: bool) -> Again {
+    if error.is::<Refused>() {
+        Again::Never
+    } else if error.is::<ModelFailing>() && !alive {
+        Again::Elsewhere
+    } else {
+        Again::Once
+    }
 }
 
 /// A job-level failure. A first delivery goes back to the queue when the cause may pass
-/// (`Again::Once`); a redelivered one, or one `Refused`, is answered with a result that states
-/// the failure.
+/// (`Again::Once`), and any delivery when the replica is at fault (`Again::Elsewhere`); a
+/// redelivered one, or one `Refused`, is answered with a result that states the failure.
 async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: String, again: Again) {
     tracing::warn!(error = %reason, "job failed");
     let redelivered = match &state.reply {
@@ -763,7 +785,7 @@ async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State, reason: S
         }
         None => return,
     };
-    if !redelivered && again == Again::Once {
+    if again == Again::Elsewhere || (!redelivered && again == Again::Once) {
         state.ctx.metrics.jobs_completed.with_label_values(&["requeued"]).inc();
         return nack(myself, state).await;
     }
@@ -879,5 +901,29 @@ async fn nack(myself: &ActorRef<CoordinatorMsg>, state: &mut State) {
         if let Err(e) = acker.nack(requeue).await {
             tracing::warn!(error = %e, "nack failed; the broker requeues the job when the connection closes");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_fails_only_when_most_of_its_groups_do() {
+        assert!(!model_failing(MIN_FAILED_GROUPS - 1, 0));
+        assert!(!model_failing(20, 20));
+        assert!(model_failing(MIN_FAILED_GROUPS, MIN_FAILED_GROUPS - 1));
+        assert!(model_failing(21, 20));
+    }
+
+    #[test]
+    fn a_replica_whose_model_is_broken_hands_the_job_on() {
+        let failing = anyhow::Error::new(ModelFailing("the model failed on 8 of 8 groups".into()));
+        assert_eq!(again_after(&failing, false), Again::Elsewhere);
+        // Alive, the replica's model answers other jobs: the job itself may be at fault.
+        assert_eq!(again_after(&failing, true), Again::Once);
+        let refused = anyhow::Error::new(Refused("too many images".into()));
+        assert_eq!(again_after(&refused, false), Again::Never);
+        assert_eq!(again_after(&anyhow!("the store is away"), true), Again::Once);
     }
 }
