@@ -11,8 +11,9 @@ the standard library from 3.11, tomli before). For the default values and each
    skipped there, explicitly, and checked field by field below instead; any other kind fails;
 3. asserts the facts the service depends on (see `check_case`): probe paths and the port match
    the service's own, the GPU request is present iff `gpu.enabled` (and then the model runs on
-   `cuda`), KEDA watches the service's jobs queue, the Secret wiring, the non-root read-only container, the grace periods, the
-   image variant against the Dockerfile's targets;
+   `cuda`), KEDA watches the service's jobs queue, the Secret wiring, the non-root read-only
+   container, the grace periods, the image variant against the Dockerfile's targets, and the
+   alerts name only metrics and labels the service exports (`check_alerts`);
 4. runs the binary's own config check on the rendered `qrank.toml`
    (`qrank serve --check-config`), with the environment the pod would get;
 5. starts `qrank serve` with that config (HTTP on a free loopback port, no broker) and requests
@@ -66,7 +67,11 @@ CRD_KINDS = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
+# Labels Prometheus adds to every scraped series (the Prometheus Operator's target labels), and
+# the histogram buckets' `le`: alerts may group by them although the service does not set them.
+TARGET_LABELS = {"namespace", "pod", "le"}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -102,6 +107,11 @@ def service_facts() -> dict:
         return m.group(1)
 
     routes = set(re.findall(r'\.route\("(/[^"]*)"', http_rs))
+    # The metrics and their label names, from the registry's constructors.
+    metrics_rs = (ROOT / "actors/src/service/metrics.rs").read_text().split("#[cfg(test)]", 1)[0]
+    metric_names = set(re.findall(r'"(qrank_[a-z_]+)"', metrics_rs))
+    label_names = set(re.findall(r'"([a-z_]+)"', " ".join(re.findall(r"&\[([^\]]*)\]", metrics_rs))))
+    label_names |= set(re.findall(r'counter_vec\(\s*"qrank_[a-z_]+",\s*"[^"]*",\s*"([a-z_]+)"', metrics_rs))
     # The configuration's sections and keys: `pub section: SectionConfig` in `Config`, then the
     # `pub key:` fields of each section's struct.
     structs = {
@@ -121,6 +131,8 @@ def service_facts() -> dict:
         "port": int(find(r"listen: SocketAddr::from\(\(\[[0-9, ]+\], (\d+)\)\)", config_rs, "the default port")),
         "grace_period_secs": int(find(r"grace_period_secs: (\d+)\s*\}", config_rs, "the default grace period")),
         "routes": routes,
+        "metric_names": metric_names,
+        "label_names": label_names,
     }
 
 
@@ -404,6 +416,7 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
         len(by_kind(docs, "ServiceMonitor")) == int(values["metrics"]["serviceMonitor"]["enabled"]),
         "ServiceMonitor presence",
     )
+    check_alerts(docs, values, service)
     expect(len(by_kind(docs, "PodDisruptionBudget")) == int(values["podDisruptionBudget"]["enabled"]), "PDB presence")
     expect(len(by_kind(docs, "NetworkPolicy")) == int(values["networkPolicy"]["enabled"]), "NetworkPolicy presence")
 
@@ -428,6 +441,31 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
         "termination": termination,
         "queue": queue,
     }
+
+
+def check_alerts(docs: list[dict], values: dict, service: dict) -> None:
+    """The PrometheusRule is there iff enabled, and its alerts only name metrics and labels the
+    service exports, so that a renamed metric cannot leave an alert that never fires."""
+    rules = by_kind(docs, "PrometheusRule")
+    expect(len(rules) == int(values["metrics"]["prometheusRule"]["enabled"]), "PrometheusRule presence")
+    for rule in rules:
+        alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+        expect(alerts, "the PrometheusRule has no alerts")
+        for alert in alerts:
+            name = alert.get("alert", "?")
+            expect(alert.get("labels", {}).get("severity") in {"info", "warning", "critical"}, f"{name}: severity")
+            expect(alert.get("annotations", {}).get("summary"), f"{name}: no summary")
+            expr = alert["expr"]
+            used = set(re.findall(r"\bqrank_[a-z_]+", expr))
+            expect(used, f"{name}: no qrank metric in {expr!r}")
+            for metric in used:
+                base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                expect(base in service["metric_names"], f"{name}: {metric} is not a metric of the service")
+            labels = set(re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr))
+            labels = {l.strip() for group in labels for l in group.split(",") if l.strip()}
+            labels |= set(re.findall(r"[{,]\s*([a-z_]+)\s*=~?", expr))
+            unknown = labels - service["label_names"] - TARGET_LABELS
+            expect(not unknown, f"{name}: labels {sorted(unknown)} are not the service's")
 
 
 def check_defaults(values: dict, facts: dict, service: dict) -> None:
