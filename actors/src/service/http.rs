@@ -50,3 +50,43 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::IntoFuture;
+    use std::sync::atomic::Ordering;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The status line and body of `GET path`.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: qrank\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response.lines().next().unwrap_or_default().to_owned();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_owned();
+        format!("{status} {body}")
+    }
+
+    /// `/healthz` fails while the model is broken on every device, so that Kubernetes restarts
+    /// the pod, and answers again once it works.
+    #[tokio::test]
+    async fn healthz_follows_the_model() {
+        let (metrics, health) = (Arc::new(Metrics::new().unwrap()), Arc::new(Health::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, router(metrics, health.clone())).into_future());
+        assert_eq!(get(addr, "/healthz").await, "HTTP/1.1 200 OK ok");
+        health.model_broken.store(true, Ordering::Relaxed);
+        assert_eq!(
+            get(addr, "/healthz").await,
+            "HTTP/1.1 503 Service Unavailable the model fails on every device"
+        );
+        health.model_broken.store(false, Ordering::Relaxed);
+        assert_eq!(get(addr, "/healthz").await, "HTTP/1.1 200 OK ok");
+    }
+}
