@@ -70,9 +70,10 @@ pub const EMBEDDING_CACHE_HELP: &str = "An image compared again takes its 65 lan
 
 /// What `--device` and `model.device` accept, for the CLI's help and the config docs.
 pub const DEVICE_HELP: &str = "Where Co-Instruct runs: auto (every GPU the CUDA driver sees, else \
-     the CPU), cpu, cuda (every GPU, and an error if there is none), or cuda:N, several separated \
-     by commas. Each GPU holds a copy of the model and takes groups from one queue. BRISQUE and \
-     NIQE always run on the CPU.";
+     the CPU; a GPU after the first that cannot take the model is left out with a warning), cpu, \
+     cuda (every GPU, and an error if there is none), or cuda:N, several separated by commas. \
+     Each GPU holds a copy of the model and takes groups from one queue. BRISQUE and NIQE always \
+     run on the CPU.";
 
 /// The model loaded once per device. The inference worker gives each copy threads of its own;
 /// what is the same on every device (the model's id, preparing an image, whether it scores
@@ -123,7 +124,8 @@ impl Comparators {
 
 /// Load the comparator `spec` names. A Co-Instruct checkpoint may be downloaded first; it is
 /// loaded once on each device that `device` names ([`DEVICE_HELP`]), each copy keeping up to
-/// `embedding_cache_mib` MiB of image tokens. `warn` hears why `auto` found no GPU.
+/// `embedding_cache_mib` MiB of image tokens. `warn` hears why `auto` found no GPU, or could
+/// not load on one of them.
 pub fn load(
     spec: &ModelSpec,
     device: &DeviceSpec,
@@ -134,20 +136,39 @@ pub fn load(
         ModelSpec::Brisque => Comparators::on_cpu(Arc::new(Brisque::default())),
         ModelSpec::Niqe => Comparators::on_cpu(Arc::new(Niqe::default())),
         ModelSpec::CoInstruct(source) => {
-            let copies = resolve_devices(device, warn)?
-                .into_iter()
-                .map(|device| {
-                    let comparator: Arc<dyn Comparator> =
-                        Arc::new(load_coinstruct(source, device, embedding_cache_mib)?);
-                    Ok(OnDevice {
-                        device: device.to_string(),
-                        comparator,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Comparators::new(copies)
+            let devices = resolve_devices(device, &warn)?;
+            let strict = *device != DeviceSpec::Auto;
+            load_copies(&devices, strict, &warn, |device| {
+                Ok(Arc::new(load_coinstruct(source, device, embedding_cache_mib)?))
+            })?
         }
     })
+}
+
+/// A copy of the model on each of `devices`, loaded one after another (the first may download
+/// the checkpoint). Devices the user named (`strict`) must all load; with `auto`, a GPU after
+/// the first that cannot take the model (another program holds its memory) is left out with a
+/// warning rather than stopping the run.
+fn load_copies(
+    devices: &[DeviceKind],
+    strict: bool,
+    warn: impl Fn(&str),
+    load: impl Fn(DeviceKind) -> Result<Arc<dyn Comparator>>,
+) -> Result<Comparators> {
+    let mut copies = Vec::with_capacity(devices.len());
+    for (index, &device) in devices.iter().enumerate() {
+        match load(device) {
+            Ok(comparator) => copies.push(OnDevice {
+                device: device.to_string(),
+                comparator,
+            }),
+            Err(e) if !strict && index > 0 => {
+                warn(&format!("leaving {device} out: {e:#}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Comparators::new(copies))
 }
 
 /// The devices a device setting names. When `auto` falls back to the CPU, `warn` hears why:
@@ -212,6 +233,51 @@ mod tests {
         assert!(
             err.contains("device \"cuda:0\"") && err.contains("built without CUDA"),
             "{err}"
+        );
+    }
+
+    /// A loader that fails on `cuda:1`, with a comparator that needs no checkpoint.
+    fn fails_on_cuda_1(device: DeviceKind) -> Result<Arc<dyn Comparator>> {
+        match device {
+            DeviceKind::Cuda(1) => Err(anyhow::anyhow!("opening CUDA device 1: out of memory")),
+            _ => Ok(Arc::new(Brisque::default())),
+        }
+    }
+
+    #[test]
+    fn auto_leaves_out_a_gpu_that_cannot_take_the_model() {
+        let devices = [DeviceKind::Cuda(0), DeviceKind::Cuda(1), DeviceKind::Cuda(2)];
+        let heard = std::cell::RefCell::new(Vec::new());
+        let copies = load_copies(
+            &devices,
+            false,
+            |w| heard.borrow_mut().push(w.to_owned()),
+            fails_on_cuda_1,
+        )
+        .unwrap();
+        assert_eq!(copies.device_names(), "cuda:0, cuda:2");
+        assert_eq!(
+            heard.into_inner(),
+            ["leaving cuda:1 out: opening CUDA device 1: out of memory"]
+        );
+    }
+
+    #[test]
+    fn named_devices_and_the_first_must_all_load() {
+        let devices = [DeviceKind::Cuda(0), DeviceKind::Cuda(1)];
+        let Err(named) = load_copies(&devices, true, |_| {}, fails_on_cuda_1) else {
+            panic!("a named device that cannot load must fail the run");
+        };
+        assert!(format!("{named:#}").contains("out of memory"), "{named:#}");
+        let first = load_copies(
+            &[DeviceKind::Cuda(1), DeviceKind::Cuda(0)],
+            false,
+            |_| {},
+            fails_on_cuda_1,
+        );
+        assert!(
+            first.is_err(),
+            "auto must not hide a model that loads nowhere it was tried first"
         );
     }
 
