@@ -181,7 +181,10 @@ mod tests {
         fn compare(&self, group: &[&Image], _criterion: &Criterion) -> Result<GroupOutcome, CompareError> {
             std::thread::sleep(Duration::from_millis(5));
             self.groups.fetch_add(1, Ordering::Relaxed);
-            let brightness = |image: &Image| image.rgb.as_raw().iter().map(|&v| f64::from(v)).sum::<f64>();
+            let brightness = |image: &Image| {
+                let values = image.rgb.as_raw();
+                values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len().max(1) as f64
+            };
             let mut left: Vec<u8> = (0..group.len() as u8).collect();
             let mut stages = Vec::new();
             while left.len() > 1 {
@@ -268,7 +271,8 @@ mod tests {
         }
     }
 
-    /// A fake of a GPU fallen off the bus: every call fails, and is counted.
+    /// A fake of a GPU fallen off the bus: the same model as [`FakeDevice`], whose every call
+    /// fails, and is counted.
     #[derive(Default)]
     struct BrokenDevice {
         calls: AtomicUsize,
