@@ -111,7 +111,6 @@ def service_facts() -> dict:
     metrics_rs = (ROOT / "actors/src/service/metrics.rs").read_text().split("#[cfg(test)]", 1)[0]
     metric_names = set(re.findall(r'"(qrank_[a-z_]+)"', metrics_rs))
     label_names = set(re.findall(r'"([a-z_]+)"', " ".join(re.findall(r"&\[([^\]]*)\]", metrics_rs))))
-    label_names |= set(re.findall(r'counter_vec\(\s*"qrank_[a-z_]+",\s*"[^"]*",\s*"([a-z_]+)"', metrics_rs))
     # The configuration's sections and keys: `pub section: SectionConfig` in `Config`, then the
     # `pub key:` fields of each section's struct.
     structs = {

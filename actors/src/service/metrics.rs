@@ -89,13 +89,18 @@ impl Metrics {
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let counter_vec = |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
             let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntGaugeVec> {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
@@ -110,11 +115,6 @@ impl Metrics {
             &["kind", "device"],
         )?;
         registry.register(Box::new(inference_call.clone()))?;
-        let by_kind_and_device = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), &["kind", "device"])?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
         let inference_batch_size = Histogram::with_opts(
             HistogramOpts::new("qrank_inference_batch_size", "Tasks an inference thread took at once")
                 .buckets(exponential_buckets(1.0, 2.0, 8)?),
@@ -122,29 +122,33 @@ impl Metrics {
         registry.register(Box::new(inference_batch_size.clone()))?;
         Ok(Self {
             jobs_received: counter("qrank_job_received_total", "Job messages taken from the queue")?,
-            jobs_completed: counter_vec("qrank_job_completed_total", "Jobs finished, by outcome", "outcome")?,
+            jobs_completed: counter_vec("qrank_job_completed_total", "Jobs finished, by outcome", &["outcome"])?,
             jobs_dead_lettered: counter_vec(
                 "qrank_job_dead_lettered_total",
                 "Poison job messages sent to the dead-letter exchange",
-                "error_type",
+                &["error_type"],
             )?,
             jobs_in_flight: gauge("qrank_job_in_flight", "Jobs being worked on")?,
             job_duration: seconds("qrank_job_duration_seconds", "Time from taking a job to acking it")?,
             jobs_stopped: counter_vec(
                 "qrank_job_stopped_total",
                 "Comparison jobs, by what stopped their comparisons",
-                "reason",
+                &["reason"],
             )?,
             job_queue_wait: seconds("qrank_job_queue_wait_seconds", "Time a job waited in the queue")?,
             images_loaded: counter("qrank_image_loaded_total", "Images fetched and decoded")?,
             image_errors: counter_vec(
                 "qrank_image_errors_total",
                 "Images that could not be used",
-                "error_type",
+                &["error_type"],
             )?,
             image_fetch: seconds("qrank_image_fetch_seconds", "Time to fetch one image")?,
-            inference_calls: by_kind_and_device("qrank_inference_calls_total", "Comparator calls")?,
-            inference_failures: by_kind_and_device("qrank_inference_failures_total", "Comparator calls that failed")?,
+            inference_calls: counter_vec("qrank_inference_calls_total", "Comparator calls", &["kind", "device"])?,
+            inference_failures: counter_vec(
+                "qrank_inference_failures_total",
+                "Comparator calls that failed",
+                &["kind", "device"],
+            )?,
             inference_call,
             inference_queue_depth: gauge("qrank_inference_queue_depth", "Tasks waiting for the inference worker")?,
             inference_batch_size,
@@ -157,25 +161,16 @@ impl Metrics {
                 "Images whose model input was worked out again (first seen, or evicted)",
             )?,
             embedding_cache_bytes: gauge("qrank_embedding_cache_bytes", "Bytes held by the comparator's cache")?,
-            inference_device_up: {
-                let g = IntGaugeVec::new(
-                    Opts::new("qrank_inference_device_up", "1 while the device takes work, by device"),
-                    &["device"],
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
-            prepared_image_bytes: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "qrank_prepared_image_bytes",
-                        "Bytes of prepared images kept by comparing jobs, by place",
-                    ),
-                    &["place"],
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
+            inference_device_up: gauge_vec(
+                "qrank_inference_device_up",
+                "1 while the device takes work, by device",
+                &["device"],
+            )?,
+            prepared_image_bytes: gauge_vec(
+                "qrank_prepared_image_bytes",
+                "Bytes of prepared images kept by comparing jobs, by place",
+                &["place"],
+            )?,
             prepared_images_spilled: counter(
                 "qrank_prepared_images_spilled_total",
                 "Images that waited on disk because the memory for prepared images was full",
@@ -189,21 +184,25 @@ impl Metrics {
             shared_groups_published: counter_vec(
                 "qrank_shared_groups_published_total",
                 "Groups of this replica's jobs put on the shared queue, by attempt",
-                "attempt",
+                &["attempt"],
             )?,
             shared_groups_served: counter_vec(
                 "qrank_shared_groups_served_total",
                 "Shared groups taken from the queue, by outcome",
-                "outcome",
+                &["outcome"],
             )?,
             amqp_connected: gauge("qrank_amqp_connected", "1 while connected to the broker")?,
             amqp_reconnects: counter("qrank_amqp_reconnects_total", "Connections to the broker lost")?,
             amqp_published: counter_vec(
                 "qrank_amqp_published_total",
                 "Messages published, by outcome",
-                "outcome",
+                &["outcome"],
             )?,
-            actor_restarts: counter_vec("qrank_actor_restarts_total", "Actors restarted after a crash", "actor")?,
+            actor_restarts: counter_vec(
+                "qrank_actor_restarts_total",
+                "Actors restarted after a crash",
+                &["actor"],
+            )?,
             cache_totals: std::sync::Mutex::default(),
             registry,
         })
