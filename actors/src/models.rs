@@ -174,9 +174,14 @@ fn load_copies(
 /// The devices a device setting names. When `auto` falls back to the CPU, `warn` hears why:
 /// a GPU machine whose driver is missing would otherwise run a 7 B model on the CPU unnoticed.
 pub fn resolve_devices(device: &DeviceSpec, warn: impl Fn(&str)) -> Result<Vec<DeviceKind>> {
-    let visible = engine::model::visible_gpus();
+    resolve_with(device, engine::model::visible_gpus(), warn)
+}
+
+/// [`resolve_devices`], given what the driver reports.
+fn resolve_with(device: &DeviceSpec, visible: Result<usize, String>, warn: impl Fn(&str)) -> Result<Vec<DeviceKind>> {
     let devices = device.resolve(visible.clone())?;
-    if let (DeviceSpec::Auto, Err(reason)) = (device, &visible) {
+    if *device == DeviceSpec::Auto && devices == [DeviceKind::Cpu] {
+        let reason = visible.err().unwrap_or_else(|| "the CUDA driver sees none".into());
         warn(&format!(
             "Co-Instruct runs on the CPU, seconds to minutes a group; no GPU: {reason}"
         ));
@@ -234,6 +239,19 @@ mod tests {
             err.contains("device \"cuda:0\"") && err.contains("built without CUDA"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn auto_says_why_when_the_driver_sees_no_gpu() {
+        let heard = std::cell::RefCell::new(Vec::new());
+        let devices = resolve_with(&DeviceSpec::Auto, Ok(0), |w| heard.borrow_mut().push(w.to_owned())).unwrap();
+        assert_eq!(devices, [DeviceKind::Cpu]);
+        assert_eq!(
+            heard.into_inner(),
+            ["Co-Instruct runs on the CPU, seconds to minutes a group; no GPU: the CUDA driver sees none"]
+        );
+        let gpus = resolve_with(&DeviceSpec::Auto, Ok(2), |w| panic!("warned: {w}")).unwrap();
+        assert_eq!(gpus, [DeviceKind::Cuda(0), DeviceKind::Cuda(1)]);
     }
 
     /// A loader that fails on `cuda:1`, with a comparator that needs no checkpoint.
