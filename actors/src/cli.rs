@@ -35,8 +35,9 @@ pub enum Command {
     /// Fit a ranking from saved comparisons, without any model.
     #[command(
         after_help = "FILE is either qrank's JSONL (one {\"items\": [...], \"stages\": [...]} per line, \
-        the format the service checkpoints) or a reference file with kind, n_items, alpha and comparisons. \
-        The output has one row per item, as for `qrank rank`."
+        the format the service checkpoints), a folder of such files (a `qrank rank --resume` folder), or a \
+        reference file with kind, n_items, alpha and comparisons. The output has one row per item, as for \
+        `qrank rank`."
     )]
     Fit(FitArgs),
     /// Run the service: take RankJob messages from AMQP, publish RankResults.
@@ -174,13 +175,25 @@ pub struct RankArgs {
                        the system's temporary folder (TMPDIR), deleted as the run ends."
     )]
     pub image_memory_mib: u64,
+    /// Save every answer under DIR, and take up a run stopped part-way from it.
+    #[arg(
+        long,
+        value_name = "DIR",
+        long_help = "Save every answer of a comparing model (Co-Instruct) under DIR (a folder or an object-store \
+                       URL; the answers go in DIR/checkpoint/), and take up a run stopped part-way (Ctrl-C, a \
+                       closed laptop) from it: the same command again asks the model only about the groups not yet \
+                       answered, and at most the last few answers before the stop are asked again. Answers from \
+                       another model or question are not reused. `qrank fit DIR` re-fits them."
+    )]
+    pub resume: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct FitArgs {
-    /// Saved comparisons: qrank JSONL, or a reference-fit JSON file.
+    /// Saved comparisons: qrank JSONL, a `qrank rank --resume` folder (every answer in it, of
+    /// whichever model), or a reference-fit JSON file.
     pub file: PathBuf,
     /// Precision of the Gaussian prior on scores (default 0.25). A reference file's `alpha` is
     /// otherwise applied as choix's ILSR regularisation, so its fit is reproduced exactly.

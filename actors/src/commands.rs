@@ -14,6 +14,7 @@ use crate::cli::{CompareArgs, FitArgs, RankArgs, UsageError};
 use crate::exit;
 use crate::output;
 use crate::pipeline::{self, Progress, Report, RunOptions, Stats};
+use crate::service::job_output::JobOutput;
 use crate::source::Source;
 
 /// `qrank rank SOURCE`.
@@ -51,6 +52,11 @@ pub fn rank(args: RankArgs) -> Result<u8> {
     };
     output::check_writable(&args.output)?;
     let source = Source::open(&args.source)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let checkpoint = match &args.resume {
+        Some(dir) => Some(runtime.block_on(open_resume_folder(dir))?),
+        None => None,
+    };
     let comparators = crate::models::load(&args.model.model, &args.model.device, args.embedding_cache_mib, warn)?;
     if !comparators.primary().scores_directly() {
         if let Err(e) = crate::prepared::check_spill_dir(&std::env::temp_dir()) {
@@ -72,9 +78,9 @@ pub fn rank(args: RankArgs) -> Result<u8> {
             ..JobOptions::default()
         },
         criterion: args.model.criterion(),
+        checkpoint,
     };
     let progress = Arc::new(Bars::new());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(pipeline::run(&source, comparators, &options, progress.clone()))?;
     progress.finish();
     for error in &report.errors {
@@ -95,6 +101,17 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         (false, true) => exit::OK,
         (false, false) => exit::SKIPPED_SOME,
     })
+}
+
+/// The `--resume` folder or prefix, checked before the model loads: a folder that cannot be
+/// written would otherwise fail the run at its first checkpoint.
+async fn open_resume_folder(dir: &str) -> Result<JobOutput> {
+    let output = JobOutput::open(dir).map_err(|e| UsageError(format!("--resume {dir}: {e:#}")))?;
+    output
+        .check_writable()
+        .await
+        .map_err(|e| UsageError(format!("--resume {dir}: {e:#}")))?;
+    Ok(output)
 }
 
 /// `qrank compare IMAGE...`: the model's choice probabilities, or its answer in words.
@@ -167,9 +184,42 @@ fn warn(warning: &str) {
     eprintln!("qrank: warning: {warning}");
 }
 
+/// A file's text, or, for a `--resume` folder, its parts (`checkpoint/NNNNNN.jsonl`) one
+/// after another.
+fn read_saved_comparisons(path: &std::path::Path) -> Result<String> {
+    let read =
+        |file: &std::path::Path| std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()));
+    if !path.is_dir() {
+        return read(path);
+    }
+    let nested = path.join("checkpoint");
+    let folder = if nested.is_dir() { nested } else { path.to_owned() };
+    let mut parts: Vec<_> = std::fs::read_dir(&folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|file| file.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    if parts.is_empty() {
+        return Err(UsageError(format!(
+            "{} holds no saved comparisons (.jsonl files, or a checkpoint/ folder of them)",
+            path.display()
+        ))
+        .into());
+    }
+    parts.sort();
+    let mut text = String::new();
+    for part in &parts {
+        text.push_str(&read(part)?);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
 /// `qrank fit FILE`.
 pub fn fit(args: FitArgs) -> Result<u8> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = read_saved_comparisons(&args.file)?;
     let set = parse_comparisons(&text).with_context(|| format!("parsing {}", args.file.display()))?;
     if args.prior_precision.is_some_and(|p| !(p >= 0.0 && p.is_finite())) {
         return Err(UsageError("--prior-precision must be a number >= 0".into()).into());
@@ -243,5 +293,19 @@ impl Progress for Bars {
 
     fn compared(&self) {
         self.comparing.inc(1);
+    }
+
+    fn resumed(&self, reused: usize, ignored: usize) {
+        // Printed with the bar out of the way; `println` would print nothing without a terminal.
+        self.loading.suspend(|| {
+            if reused > 0 {
+                eprintln!("qrank: resuming: {reused} answers saved earlier; their groups are not asked again");
+            }
+            if ignored > 0 {
+                warn(&format!(
+                    "{ignored} answers saved earlier are from another model or question, and are not reused"
+                ));
+            }
+        });
     }
 }

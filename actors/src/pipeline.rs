@@ -23,6 +23,7 @@ use crate::actors::supervisor::{self, Supervisor};
 use crate::config::Config;
 use crate::models::Comparators;
 use crate::prepared::ImageMemory;
+use crate::service::job_output::JobOutput;
 use crate::service::metrics::Metrics;
 use crate::service::wire::{JobSpec, Selection};
 use crate::service::Context;
@@ -42,6 +43,8 @@ pub struct FileError {
 pub struct Stats {
     pub num_images: usize,
     pub num_model_calls: usize,
+    /// Groups answered from a checkpoint (`--resume`) instead of the model.
+    pub num_groups_resumed: usize,
     pub seconds: f64,
     /// The comparator's cache of per-image work over the run, as the inference worker recorded
     /// it in the metrics (a CLI run has its own); only for comparators that keep one.
@@ -72,13 +75,23 @@ pub struct RunOptions {
     pub job: JobOptions,
     /// What a comparator is asked about each group.
     pub criterion: Criterion,
+    /// Where answers are checkpointed and taken up again (`--resume`).
+    pub checkpoint: Option<JobOutput>,
 }
+
+/// A command-line run checkpoints after this many answers (and after every round): a model
+/// call on a laptop's CPU takes seconds, so a run stopped part-way loses at most a few of them,
+/// in a part file of its own for every eight.
+const CHECKPOINT_EVERY_GROUPS: usize = 8;
 
 /// Progress callbacks, so the CLI can draw bars and the service can count.
 pub trait Progress: Send + Sync {
     fn loaded(&self, name: &str);
     fn comparisons_planned(&self, total: usize);
     fn compared(&self);
+    /// A checkpoint was read: `reused` answers of this model to this question, and `ignored`
+    /// answers of another model or to another question.
+    fn resumed(&self, reused: usize, ignored: usize);
 }
 
 /// Rank every image under `source` with the model in `comparators`.
@@ -96,6 +109,7 @@ pub async fn run(
     config.pipeline.prepared_memory_mib = options.image_memory_mib;
     // The service's guard against a job pointed at a whole bucket; here the user chose the folder.
     config.pipeline.max_images_per_job = u64::MAX;
+    config.pipeline.checkpoint_every_groups = CHECKPOINT_EVERY_GROUPS;
     let keeps_a_cache = comparators.primary().cache_stats().is_some();
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ctx = Context {
@@ -124,7 +138,7 @@ pub async fn run(
         criterion: options.criterion.clone(),
         options: options.job.clone(),
         selection: Selection::All,
-        output: None,
+        output: options.checkpoint.clone(),
         reply_routing_key: String::new(),
         progress_routing_key: None,
     };
@@ -210,6 +224,7 @@ mod tests {
         fn loaded(&self, _name: &str) {}
         fn comparisons_planned(&self, _total: usize) {}
         fn compared(&self) {}
+        fn resumed(&self, _reused: usize, _ignored: usize) {}
     }
 
     /// Rank the example photos with one copy of the model per fake device. One pipeline at a
@@ -236,6 +251,7 @@ mod tests {
                 ..JobOptions::default()
             },
             criterion: Criterion::Overall,
+            checkpoint: None,
         };
         let photos = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/photos");
         let source = Source::open(photos).unwrap();

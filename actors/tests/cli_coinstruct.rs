@@ -108,7 +108,7 @@ fn assert_same_ranking(a: &Value, b: &Value) {
 }
 
 #[test]
-fn rank_with_a_checkpoint_compares_groups_and_fits() {
+fn rank_with_coinstruct_compares_groups_and_fits() {
     let report = ok_json(&rank_photos_with_tiny_model(&["--format", "json"]));
     let items = report["ranking"]["items"].as_array().unwrap();
     assert_eq!(items.len(), 20);
@@ -249,4 +249,135 @@ fn model_errors_are_clear() {
         qrank(&["rank", "examples/photos", "--model", "nonsense"]).status.code(),
         Some(64)
     );
+}
+
+/// The `--resume` folder's answers, one per line of its part files.
+fn checkpointed_answers(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("checkpoint"))
+        .map(|parts| {
+            parts
+                .map(|part| std::fs::read_to_string(part.unwrap().path()).unwrap().lines().count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `qrank rank examples/photos` with `model` at 2 calls per image, `--resume dir`.
+fn rank_resumable(model: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "rank",
+        "examples/photos",
+        "--model",
+        model.to_str().unwrap(),
+        "--budget",
+        "2",
+        "--format",
+        "json",
+        "--resume",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    qrank(&args)
+}
+
+/// A run stopped part-way leaves its answers in its `--resume` folder. The same command takes
+/// them up: it asks the model only about the groups not yet answered, and ends with the ranking
+/// an unstopped run gives. Answers to another question are not reused, and `qrank fit` re-fits
+/// the folder.
+#[test]
+fn rank_resume_takes_up_a_stopped_run() {
+    let model = tiny_checkpoint();
+    let whole = tempfile::tempdir().unwrap();
+    let unstopped = ok_json(&rank_resumable(model.path(), whole.path(), &[]));
+    assert_eq!(unstopped["stats"]["num_model_calls"], 40);
+    assert_eq!(unstopped["stats"]["num_groups_resumed"], 0);
+    assert_eq!(checkpointed_answers(whole.path()), 40);
+
+    // What a run stopped after its first three checkpoints leaves.
+    let stopped = tempfile::tempdir().unwrap();
+    std::fs::create_dir(stopped.path().join("checkpoint")).unwrap();
+    for part in ["000000.jsonl", "000001.jsonl", "000002.jsonl"] {
+        let from = whole.path().join("checkpoint").join(part);
+        std::fs::copy(from, stopped.path().join("checkpoint").join(part)).unwrap();
+    }
+    let kept = checkpointed_answers(stopped.path());
+    assert!(kept > 0 && kept < 40, "{kept}");
+
+    let out = rank_resumable(model.path(), stopped.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let resumed = ok_json(&out);
+    assert_eq!(resumed["stats"]["num_groups_resumed"], kept, "{stderr}");
+    assert_eq!(resumed["stats"]["num_model_calls"], 40 - kept);
+    assert_same_ranking(&unstopped, &resumed);
+    assert!(
+        stderr.contains(&format!("qrank: resuming: {kept} answers saved earlier")),
+        "{stderr}"
+    );
+    assert_eq!(checkpointed_answers(stopped.path()), 40, "no part written over");
+
+    let out = rank_resumable(model.path(), stopped.path(), &["--criterion", "sharpness"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let other_question = ok_json(&out);
+    assert_eq!(other_question["stats"]["num_groups_resumed"], 0);
+    assert_eq!(other_question["stats"]["num_model_calls"], 40);
+    assert!(
+        stderr.contains("qrank: warning: 40 answers saved earlier are from another model or question"),
+        "{stderr}"
+    );
+
+    let refit = qrank(&["fit", stopped.path().to_str().unwrap(), "--format", "json"]);
+    assert_eq!(ok_json(&refit)["ranking"]["items"].as_array().unwrap().len(), 20);
+}
+
+/// A run killed while it compares (a closed laptop, a Ctrl-C) is taken up by the same command:
+/// every answer checkpointed before the kill is reused, and the model is asked for the rest.
+#[test]
+fn rank_resume_survives_a_kill() {
+    let model = tiny_checkpoint();
+    let reference = tempfile::tempdir().unwrap();
+    let unstopped = ok_json(&rank_resumable(model.path(), reference.path(), &[]));
+    let total = unstopped["stats"]["num_model_calls"].as_u64().unwrap() as usize;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qrank"))
+        .args(["rank", "examples/photos", "--model", model.path().to_str().unwrap()])
+        .args(["--budget", "2", "--resume", dir.path().to_str().unwrap()])
+        .current_dir(support::repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while checkpointed_answers(dir.path()) < 8 && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = checkpointed_answers(dir.path());
+    assert!(
+        kept >= 8 && kept < total,
+        "the run was killed after {kept} of {total} answers"
+    );
+
+    let resumed = ok_json(&rank_resumable(model.path(), dir.path(), &[]));
+    assert_eq!(resumed["stats"]["num_groups_resumed"], kept);
+    assert_eq!(
+        resumed["stats"]["num_model_calls"].as_u64().unwrap() as usize,
+        total - kept
+    );
+    assert_same_ranking(&unstopped, &resumed);
+}
+
+/// A `--resume` folder that cannot be written is refused before the model loads, naming it.
+#[test]
+fn rank_refuses_an_unwritable_resume_folder() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let beneath = file.path().join("checkpoints");
+    let out = qrank(&["rank", "examples/photos", "--resume", beneath.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("--resume {}", beneath.display())), "{stderr}");
 }

@@ -357,6 +357,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                 stats: Stats {
                     num_images,
                     num_model_calls: state.num_model_calls as usize,
+                    num_groups_resumed: state.num_groups_resumed as usize,
                     seconds: state.started.elapsed().as_secs_f64(),
                     embedding_cache: None,
                     images_on_disk: 0,
@@ -416,7 +417,8 @@ async fn compared(
 }
 
 async fn start(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<()> {
-    if let Some(output) = &state.spec.output {
+    // Only the service writes results; a command-line run keeps its checkpoint there and no more.
+    if let (Some(output), Some(Reply::Broker { .. })) = (&state.spec.output, &state.reply) {
         if let Some(earlier) = output.existing_result().await? {
             tracing::info!("the job already has a result; republishing it");
             state
@@ -430,12 +432,9 @@ async fn start(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<(
         }
     }
     if let (Some(output), true) = (&state.spec.output, state.ctx.compares_groups()) {
-        let (records, parts) = output.read_checkpoint().await?;
-        if !records.is_empty() {
-            tracing::info!(num_records = records.len(), "resuming from checkpoint");
-        }
-        state.next_checkpoint_part = parts;
-        state.resumable = records.into_iter().map(|r| (r.items, r.stages)).collect();
+        let (records, next_part) = output.read_checkpoint().await?;
+        state.next_checkpoint_part = next_part;
+        resume_from(state, records);
     }
     let (lister, _) = Actor::spawn_linked(
         None,
@@ -455,6 +454,27 @@ async fn start(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> Result<(
     state.awaiting_batch = true;
     progress(state, v1::Stage::Loading);
     Ok(())
+}
+
+/// Take up the checkpointed answers of this job's model to this job's question. Answers from
+/// another model or question (a folder reused with another `--model`) are left alone: they say
+/// nothing about what this model would answer.
+fn resume_from(state: &mut State, records: Vec<ComparisonRecord>) {
+    let model = state.ctx.comparators.primary().model_id();
+    let (ours, others): (Vec<_>, Vec<_>) = records.into_iter().partition(|record| {
+        record.model.as_deref() == Some(model.as_str()) && record.criterion.as_ref() == Some(&state.spec.criterion)
+    });
+    if !ours.is_empty() || !others.is_empty() {
+        tracing::info!(
+            num_records = ours.len(),
+            num_other_model_or_question = others.len(),
+            "resuming from checkpoint"
+        );
+    }
+    if let Some(progress) = local_progress(state) {
+        progress.resumed(ours.len(), others.len());
+    }
+    state.resumable = ours.into_iter().map(|r| (r.items, r.stages)).collect();
 }
 
 fn image_failed(state: &mut State, error: FileError) {
@@ -708,7 +728,7 @@ async fn finish(myself: &ActorRef<CoordinatorMsg>, state: &mut State, report: Re
     if let Some(Reply::Local { .. }) = &state.reply {
         return reply_locally(myself, state, Ok(report));
     }
-    let result = ranked_result(&state.spec, &report, state.num_groups, state.num_groups_resumed);
+    let result = ranked_result(&state.spec, &report, state.num_groups);
     save_checkpoint(state).await?;
     if let Some(output) = &state.spec.output {
         output.write_result(&result).await?;

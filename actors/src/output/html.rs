@@ -165,8 +165,7 @@ mod tests {
                 num_images: 4,
                 num_model_calls: 12,
                 seconds: 1.5,
-                embedding_cache: None,
-                images_on_disk: 0,
+                ..Stats::default()
             },
         }
     }

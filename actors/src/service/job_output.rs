@@ -19,6 +19,12 @@ use super::wire::result_json;
 const RESULT_JSON: &str = "result.json";
 const RESULT_PB: &str = "result.pb";
 const CHECKPOINT_DIR: &str = "checkpoint";
+const WRITE_CHECK: &str = ".qrank-write-check";
+
+/// The number of a checkpoint part, from its name `NNNNNN.jsonl`.
+fn part_number(path: &Path) -> Option<u32> {
+    path.filename()?.strip_suffix(".jsonl")?.parse().ok()
+}
 
 #[derive(Debug, Clone)]
 pub struct JobOutput {
@@ -79,28 +85,52 @@ impl JobOutput {
         Ok(())
     }
 
-    /// Every comparison checkpointed by earlier deliveries of this job, oldest first, and the
-    /// number of the next part to write.
+    /// Every comparison checkpointed by earlier deliveries of this job (or earlier runs of a
+    /// `qrank rank --resume`), oldest first, and the number of the next part to write: one
+    /// past the highest found, so that no part is written over when an earlier one was removed.
+    /// Only `NNNNNN.jsonl` files are parts; anything else in the folder is left alone.
     pub async fn read_checkpoint(&self) -> Result<(Vec<ComparisonRecord>, u32)> {
         let dir = self.path(CHECKPOINT_DIR);
-        let mut parts: Vec<Path> = self
+        let mut parts: Vec<(u32, Path)> = self
             .target
             .store
             .list(Some(&dir))
             .map_ok(|meta| meta.location)
-            .try_collect()
+            .try_collect::<Vec<Path>>()
             .await
-            .context("listing checkpoints")?;
+            .context("listing checkpoints")?
+            .into_iter()
+            .filter_map(|path| Some((part_number(&path)?, path)))
+            .collect();
         parts.sort();
         let mut records = Vec::new();
-        for part in &parts {
+        for (_, part) in &parts {
             let bytes = self.target.store.get(part).await?.bytes().await?;
             let text = std::str::from_utf8(&bytes).with_context(|| format!("checkpoint {part} is not UTF-8"))?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 records.push(serde_json::from_str(line).with_context(|| format!("parsing checkpoint {part}"))?);
             }
         }
-        Ok((records, parts.len() as u32))
+        let next = parts.last().map_or(0, |(number, _)| number + 1);
+        Ok((records, next))
+    }
+
+    /// Fail now, naming the prefix, if nothing can be written under it, rather than at the
+    /// first checkpoint, minutes into a run.
+    pub async fn check_writable(&self) -> Result<()> {
+        let probe = self.path(WRITE_CHECK);
+        let shown = self.target.display_name(&probe);
+        self.target
+            .store
+            .put(&probe, PutPayload::from_static(b"qrank write check\n"))
+            .await
+            .with_context(|| format!("{shown} cannot be written"))?;
+        self.target
+            .store
+            .delete(&probe)
+            .await
+            .with_context(|| format!("removing {shown}"))?;
+        Ok(())
     }
 
     /// Write checkpoint part `number`.
@@ -117,5 +147,44 @@ impl JobOutput {
             .await
             .with_context(|| format!("writing checkpoint {path}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use engine::compare::Stage;
+
+    use super::*;
+
+    fn record(items: &[&str]) -> ComparisonRecord {
+        ComparisonRecord {
+            items: items.iter().map(|&i| i.to_owned()).collect(),
+            stages: vec![Stage {
+                slots: vec![0, 1],
+                probs: vec![0.75, 0.25],
+            }],
+            criterion: None,
+            model: None,
+        }
+    }
+
+    /// Parts are read in order, other files are left alone, and the next part is numbered past
+    /// the highest, so that a gap (a part removed) does not lead to one written over.
+    #[tokio::test]
+    async fn checkpoint_parts_are_read_in_order_and_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = JobOutput::open(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(output.read_checkpoint().await.unwrap().1, 0);
+        output.write_checkpoint(5, &[record(&["c", "d"])]).await.unwrap();
+        output.write_checkpoint(0, &[record(&["a", "b"])]).await.unwrap();
+        let folder = dir.path().join(CHECKPOINT_DIR);
+        std::fs::write(folder.join("notes.txt"), "not a part").unwrap();
+        std::fs::write(folder.join("000009.jsonl.partial"), "{").unwrap();
+        let (records, next) = output.read_checkpoint().await.unwrap();
+        let items: Vec<_> = records.iter().map(|r| r.items.join(",")).collect();
+        assert_eq!(items, ["a,b", "c,d"]);
+        assert_eq!(next, 6);
+        output.check_writable().await.unwrap();
+        assert!(!dir.path().join(WRITE_CHECK).exists(), "the probe is removed");
     }
 }

@@ -86,7 +86,8 @@ pub struct JobSpec {
     pub criterion: Criterion,
     pub options: JobOptions,
     pub selection: Selection,
-    /// Where the result and checkpoints go; `None` for a job from the command line.
+    /// Where the result and checkpoints go. A job from the command line writes only its
+    /// checkpoint there, and only with `--resume`.
     pub output: Option<JobOutput>,
     pub reply_routing_key: String,
     pub progress_routing_key: Option<String>,
@@ -230,7 +231,7 @@ fn check_no_stray_mode_field(job: &RankJob) -> Result<(), String> {
 }
 
 /// The result of a finished job.
-pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_groups_resumed: u64) -> RankResult {
+pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64) -> RankResult {
     let mut items: Vec<v1::RankedImage> = report
         .ranking
         .items
@@ -268,7 +269,7 @@ pub fn ranked_result(spec: &JobSpec, report: &Report, num_groups: u64, num_group
             num_groups,
             num_model_calls: report.stats.num_model_calls as u64,
             seconds: report.stats.seconds,
-            num_groups_resumed,
+            num_groups_resumed: report.stats.num_groups_resumed as u64,
         }),
         model_id: report.model.clone(),
         output_uri: spec.output.as_ref().map(JobOutput::result_uri).unwrap_or_default(),
@@ -460,7 +461,7 @@ mod tests {
             stop_reason: None,
         };
         ranking.mark_dropped(0.3);
-        let result = ranked_result(&spec, &report_of(ranking), 5, 0);
+        let result = ranked_result(&spec, &report_of(ranking), 5);
         let dropped: Vec<bool> = result.items.iter().map(|i| i.dropped).collect();
         assert_eq!(dropped, [false, false, false, true, true], "every image, with its mark");
         assert_eq!(result.items[4].p_dropped, Some(0.5));
@@ -489,7 +490,7 @@ mod tests {
             slot_bias: Vec::new(),
             stop_reason: Some(StopReason::Settled),
         });
-        let result = ranked_result(&spec, &report, 3, 0);
+        let result = ranked_result(&spec, &report, 3);
         assert_eq!(result.stop_reason, "settled");
         let p: Vec<Option<f64>> = result.items.iter().map(|i| i.p_top_k).collect();
         assert_eq!(p, [Some(0.99), Some(0.7)], "the best top_k, each with its probability");
@@ -503,7 +504,7 @@ mod tests {
             slot_bias: Vec::new(),
             stop_reason: None,
         });
-        let result = ranked_result(&spec, &direct, 0, 0);
+        let result = ranked_result(&spec, &direct, 0);
         assert_eq!(result.stop_reason, "");
         assert_eq!(result.items[0].p_top_k, None);
         assert!(result_json(&result)["items"][0]["p_top_k"].is_null());
