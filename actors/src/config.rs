@@ -171,6 +171,9 @@ pub struct PipelineConfig {
     pub stop_tolerance: f64,
     /// Write a checkpoint after this many answered groups (and at the end of every round).
     pub checkpoint_every_groups: usize,
+    /// ... or at the first answer this many seconds after the last checkpoint, whichever comes
+    /// first: a slow model loses at most this much work.
+    pub checkpoint_every_secs: u64,
     /// Attempts to fetch one image before it is reported as a `fetch` error.
     pub fetch_attempts: u32,
     /// Largest image file accepted, in bytes.
@@ -218,6 +221,7 @@ impl Default for PipelineConfig {
             default_seed: 0x5eed,
             stop_tolerance: engine::job::JobOptions::default().stop_tolerance,
             checkpoint_every_groups: 64,
+            checkpoint_every_secs: 30,
             fetch_attempts: 3,
             max_image_bytes: engine::image::Limits::default().max_bytes,
             max_image_pixels: engine::image::Limits::default().max_pixels,
@@ -383,6 +387,9 @@ impl Config {
         }
         if p.fetch_attempts == 0 {
             return invalid("pipeline.fetch_attempts", "must be at least 1");
+        }
+        if p.checkpoint_every_secs == 0 {
+            return invalid("pipeline.checkpoint_every_secs", "must be at least 1");
         }
         if p.job_stall_timeout_secs == 0 {
             return invalid("pipeline.job_stall_timeout_secs", "must be at least 1");

@@ -79,10 +79,11 @@ pub struct RunOptions {
     pub checkpoint: Option<JobOutput>,
 }
 
-/// A command-line run checkpoints after this many answers (and after every round): a model
-/// call on a laptop's CPU takes seconds, so a run stopped part-way loses at most a few of them,
-/// in a part file of its own for every eight.
-const CHECKPOINT_EVERY_GROUPS: usize = 8;
+/// A command-line run saves its answers (`--resume`) at the first answer this many seconds after
+/// the last save, besides every 64 answers and every round: a call of Co-Instruct on a laptop's
+/// CPU takes seconds or more, so each answer is then saved as it comes, while on a GPU, at a
+/// twentieth of a second a call, the parts stay few.
+const CHECKPOINT_EVERY_SECS: u64 = 5;
 
 /// Progress callbacks, so the CLI can draw bars and the service can count.
 pub trait Progress: Send + Sync {
@@ -109,7 +110,7 @@ pub async fn run(
     config.pipeline.prepared_memory_mib = options.image_memory_mib;
     // The service's guard against a job pointed at a whole bucket; here the user chose the folder.
     config.pipeline.max_images_per_job = u64::MAX;
-    config.pipeline.checkpoint_every_groups = CHECKPOINT_EVERY_GROUPS;
+    config.pipeline.checkpoint_every_secs = CHECKPOINT_EVERY_SECS;
     let keeps_a_cache = comparators.primary().cache_stats().is_some();
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ctx = Context {

@@ -39,6 +39,7 @@ use super::publisher::{publish_confirmed, Outgoing, PublisherMsg};
 use super::ranker::RankerMsg;
 use super::scheduler::{self, Scheduler, SchedulerMsg};
 use super::{loader_name, lookup, INFERENCE, PUBLISHER, RANKER};
+use crate::config::PipelineConfig;
 use crate::pipeline::{FileError, Progress, Report, Stats};
 use crate::prepared::PreparedImage;
 use crate::service::shared_groups;
@@ -127,6 +128,8 @@ pub struct State {
     round: VecDeque<Group>,
     resumable: HashMap<Vec<String>, Vec<Stage>>,
     unsaved: Vec<ComparisonRecord>,
+    /// When the last checkpoint was written (or the job started).
+    last_saved: Instant,
     next_checkpoint_part: u32,
     num_groups: u64,
     /// Groups whose comparison failed this run, skipped.
@@ -171,6 +174,7 @@ impl Actor for Coordinator {
             round: VecDeque::new(),
             resumable: HashMap::new(),
             unsaved: Vec::new(),
+            last_saved: Instant::now(),
             next_checkpoint_part: 0,
             num_groups: 0,
             num_groups_failed: 0,
@@ -393,7 +397,11 @@ async fn compared(
                 model: Some(state.ctx.comparators.primary().model_id()),
             });
             scheduler(state)?.cast(SchedulerMsg::Record(group, outcome))?;
-            if state.unsaved.len() >= state.ctx.config.pipeline.checkpoint_every_groups {
+            if checkpoint_due(
+                &state.ctx.config.pipeline,
+                state.unsaved.len(),
+                state.last_saved.elapsed(),
+            ) {
                 save_checkpoint(state).await?;
             }
         }
@@ -707,6 +715,13 @@ async fn round_finished(state: &mut State) -> Result<()> {
     Ok(())
 }
 
+/// True when the answers not yet saved are many enough, or the last save old enough, to write a
+/// checkpoint now rather than at the end of the round.
+fn checkpoint_due(pipeline: &PipelineConfig, unsaved: usize, since_last_save: Duration) -> bool {
+    unsaved >= pipeline.checkpoint_every_groups
+        || since_last_save >= Duration::from_secs(pipeline.checkpoint_every_secs)
+}
+
 async fn save_checkpoint(state: &mut State) -> Result<()> {
     let Some(output) = &state.spec.output else {
         state.unsaved.clear();
@@ -720,6 +735,7 @@ async fn save_checkpoint(state: &mut State) -> Result<()> {
         .await?;
     state.next_checkpoint_part += 1;
     state.unsaved.clear();
+    state.last_saved = Instant::now();
     Ok(())
 }
 
@@ -945,5 +961,18 @@ mod tests {
         let refused = anyhow::Error::new(Refused("too many images".into()));
         assert_eq!(again_after(&refused, false), Again::Never);
         assert_eq!(again_after(&anyhow!("the store is away"), true), Again::Once);
+    }
+
+    /// A slow model's answers are saved one by one, a fast model's in batches.
+    #[test]
+    fn a_checkpoint_is_due_after_enough_answers_or_enough_time() {
+        let pipeline = PipelineConfig {
+            checkpoint_every_groups: 64,
+            checkpoint_every_secs: 5,
+            ..PipelineConfig::default()
+        };
+        assert!(!checkpoint_due(&pipeline, 63, Duration::from_secs(4)));
+        assert!(checkpoint_due(&pipeline, 64, Duration::ZERO));
+        assert!(checkpoint_due(&pipeline, 1, Duration::from_secs(5)));
     }
 }
