@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use engine::agreement::spearman;
 use engine::rank::{fit, parse_comparisons, FitOptions, Observations, Prior};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -133,18 +134,4 @@ fn peak_rss_kb() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let ranks = |v: &[f64]| {
-        let mut order: Vec<usize> = (0..v.len()).collect();
-        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        order.iter().enumerate().for_each(|(rank, &i)| r[i] = rank as f64);
-        r
-    };
-    let (ra, rb) = (ranks(a), ranks(b));
-    let n = a.len() as f64;
-    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }

@@ -12,6 +12,7 @@
 //! ```
 //! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
 
+use engine::agreement::{kendall_tau_b, spearman, top_precision};
 use engine::job::{Job, JobOptions};
 use engine::rank::{FitOptions, Ranking};
 use engine::schedule::{focus::num_dropped, Mode};
@@ -296,7 +297,7 @@ fn run(n: usize, answer: Answer, budget: f64, adaptive: bool, mode: Mode, seed: 
     let bias_errors: Vec<f64> = size4_bias.iter().map(|b| (b + FIRST_SLOT_BIAS).abs()).collect();
     Run {
         spearman: spearman(&fitted.scores, &truth),
-        kendall: kendall(&fitted.scores, &truth),
+        kendall: kendall_tau_b(&fitted.scores, &truth),
         top_precision: top_precision(&fitted.scores, &truth, n / 10),
         bottom_precision: top_precision(&negated(&fitted.scores), &negated(&truth), n / 10),
         bias_error: bias_errors.iter().copied().fold(0.0, f64::max),
@@ -348,55 +349,6 @@ fn ranks(v: &[f64]) -> Vec<usize> {
     r
 }
 
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let (ra, rb) = (ranks(a), ranks(b));
-    let n = a.len() as f64;
-    let d2: f64 = ra.iter().zip(&rb).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
-}
-
-/// Kendall's tau-a in O(N log N): order by `a`, count inversions of `b` by merge sort.
-fn kendall(a: &[f64], b: &[f64]) -> f64 {
-    let mut order: Vec<usize> = (0..a.len()).collect();
-    order.sort_by(|&i, &j| a[i].total_cmp(&a[j]));
-    let mut seq: Vec<f64> = order.iter().map(|&i| b[i]).collect();
-    let inversions = count_inversions(&mut seq);
-    let n = a.len() as f64;
-    let pairs = n * (n - 1.0) / 2.0;
-    1.0 - 2.0 * inversions as f64 / pairs
-}
-
-fn count_inversions(v: &mut [f64]) -> u64 {
-    if v.len() < 2 {
-        return 0;
-    }
-    let mid = v.len() / 2;
-    let mut count = count_inversions(&mut v[..mid]) + count_inversions(&mut v[mid..]);
-    let mut merged = Vec::with_capacity(v.len());
-    let (mut i, mut j) = (0, mid);
-    while i < mid && j < v.len() {
-        if v[i] <= v[j] {
-            merged.push(v[i]);
-            i += 1;
-        } else {
-            merged.push(v[j]);
-            count += (mid - i) as u64;
-            j += 1;
-        }
-    }
-    merged.extend_from_slice(&v[i..mid]);
-    merged.extend_from_slice(&v[j..]);
-    v.copy_from_slice(&merged);
-    count
-}
-
 fn negated(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| -x).collect()
-}
-
-/// The share of the `k` best items by `scores` that are among the `k` best by `truth`.
-fn top_precision(scores: &[f64], truth: &[f64], k: usize) -> f64 {
-    let (rs, rt) = (ranks(scores), ranks(truth));
-    let hits = (0..scores.len()).filter(|&i| rs[i] < k && rt[i] < k).count();
-    hits as f64 / k.max(1) as f64
 }

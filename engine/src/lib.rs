@@ -10,7 +10,9 @@
 //! - [`schedule`]: which groups to ask the comparator about next.
 //! - [`job`]: one ranking job as a state machine that the CLI and the service drive.
 //! - [`simulate`]: a comparator that knows the truth, for tests and benchmarks only.
+//! - [`agreement`]: rank correlations and top-fraction precision against a truth.
 
+pub mod agreement;
 pub mod classical;
 pub mod compare;
 pub mod image;

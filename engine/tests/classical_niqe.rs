@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use engine::agreement::spearman;
 use engine::classical::niqe_score;
 use image::RgbImage;
 
@@ -100,21 +101,4 @@ fn niqe_tracks_scikit_video() {
     assert!(rho >= 0.95, "spearman {rho}");
     assert!(max_png <= 0.01, "max abs diff on PNGs {max_png}");
     assert!(max_jpeg <= 2.0, "max abs diff on JPEGs {max_jpeg}");
-}
-
-/// Spearman's coefficient for scores without ties.
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let rank = |v: &[f64]| {
-        let mut order: Vec<usize> = (0..v.len()).collect();
-        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        for (pos, &i) in order.iter().enumerate() {
-            r[i] = pos as f64;
-        }
-        r
-    };
-    let (ra, rb) = (rank(a), rank(b));
-    let n = a.len() as f64;
-    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }

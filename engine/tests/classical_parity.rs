@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use engine::agreement::spearman;
 use engine::classical::brisque_score;
 
 /// Largest difference allowed on PNGs (measured: 5e-11). From the same pixels we reproduce every
@@ -41,34 +42,6 @@ fn scored() -> Vec<(String, f64, f64)> {
             (file, expected, ours)
         })
         .collect()
-}
-
-/// Ranks with ties averaged, for Spearman's coefficient.
-fn ranks(values: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut out = vec![0.0; values.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
-            j += 1;
-        }
-        for &k in &order[i..=j] {
-            out[k] = (i + j) as f64 / 2.0;
-        }
-        i = j + 1;
-    }
-    out
-}
-
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let (ra, rb) = (ranks(a), ranks(b));
-    let mean = (ra.len() as f64 - 1.0) / 2.0;
-    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - mean) * (y - mean)).sum();
-    let var_a: f64 = ra.iter().map(|x| (x - mean).powi(2)).sum();
-    let var_b: f64 = rb.iter().map(|y| (y - mean).powi(2)).sum();
-    cov / (var_a * var_b).sqrt()
 }
 
 #[test]
