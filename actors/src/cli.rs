@@ -40,6 +40,18 @@ pub enum Command {
         `qrank rank`."
     )]
     Fit(FitArgs),
+    /// Measure a ranking against human opinion scores: SRCC, KRCC, and the best and worst
+    /// fraction's precision.
+    #[command(
+        after_help = "RANKING is what `qrank rank` wrote (CSV or JSON). TRUTH is a CSV with a header, as \
+        image-quality datasets ship their scores (KonIQ-10k, SPAQ, LIVE Challenge): by default its \
+        image-name column is the first of name, image_name, image, filename, file, path, and its score \
+        column the first of MOS, score, DMOS, MOS_zscore, rating (any case). DMOS is a difference from \
+        the pristine image, so lower is better there. Names match whole, or by their last path parts \
+        (photos/1234.jpg matches 1234.jpg).\n\nExample:\n  qrank rank ./koniq --format json --out ranking.json\n  \
+        qrank eval ranking.json --truth koniq10k_scores_and_distributions.csv"
+    )]
+    Eval(EvalArgs),
     /// Run the service: take RankJob messages from AMQP, publish RankResults.
     #[command(
         after_help = "Every key of the configuration file can be overridden by an environment variable \
@@ -208,6 +220,27 @@ pub struct FitArgs {
     pub tolerance: f64,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A ranking from `qrank rank`, CSV or JSON.
+    pub ranking: PathBuf,
+    /// The human scores: a CSV with an image-name column and a score column.
+    #[arg(long, value_name = "CSV")]
+    pub truth: PathBuf,
+    /// The truth's image-name column, if not one of the usual names.
+    #[arg(long, value_name = "COLUMN")]
+    pub truth_name: Option<String>,
+    /// The truth's score column (higher is better, except DMOS), if not one of the usual names.
+    #[arg(long, value_name = "COLUMN")]
+    pub truth_score: Option<String>,
+    /// The best and worst fraction whose precision is reported.
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    pub fraction: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

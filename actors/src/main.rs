@@ -8,6 +8,7 @@ mod actors;
 mod cli;
 mod commands;
 mod config;
+mod evaluate;
 mod load;
 mod models;
 mod output;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rank(args) => commands::rank(args),
         Command::Fit(args) => commands::fit(args),
+        Command::Eval(args) => commands::eval(args),
         Command::Compare(args) => commands::compare(args),
         Command::Serve(args) => service::run::serve(args),
     };

@@ -273,3 +273,97 @@ fn usage_errors_and_empty_sources() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no images found"));
 }
+
+/// `qrank eval` against opinion scores built from the ranking itself: the order with the 2nd
+/// and 3rd images swapped, given as DMOS (lower is better) under bare file names, plus a row for
+/// an image not ranked. With n = 20 and no ties, one swap of neighbours gives SRCC
+/// `1 - 6 * 2 / (n (n^2 - 1))` and KRCC `1 - 2 / (n (n - 1) / 2)`; the best 10% (2 images)
+/// keeps one of its two, the worst 10% both.
+#[test]
+fn eval_measures_a_ranking_against_opinion_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let ranking = dir.path().join("ranking.csv");
+    let out = qrank(&["rank", "examples/photos", "--out", ranking.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&ranking).unwrap();
+    let names: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap()).collect();
+    let n = names.len();
+    assert_eq!(n, 20);
+    let mut truth = String::from("image_name,DMOS\n");
+    for (position, name) in names.iter().enumerate() {
+        let dmos = match position {
+            1 => 2,
+            2 => 1,
+            p => p,
+        };
+        truth.push_str(&format!("{},{dmos}\n", name.trim_start_matches("examples/photos/")));
+    }
+    truth.push_str("never-ranked.jpg,50\n");
+    let truth_file = dir.path().join("mos.csv");
+    std::fs::write(&truth_file, truth).unwrap();
+
+    let args = [
+        "eval",
+        ranking.to_str().unwrap(),
+        "--truth",
+        truth_file.to_str().unwrap(),
+    ];
+    let out = qrank(&[&args[..], &["--json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let figures = &report["agreement"];
+    let nf = n as f64;
+    let srcc = 1.0 - 6.0 * 2.0 / (nf * (nf * nf - 1.0));
+    let krcc = 1.0 - 2.0 / (nf * (nf - 1.0) / 2.0);
+    assert_eq!(figures["num_images"], 20);
+    assert!((figures["srcc"].as_f64().unwrap() - srcc).abs() < 1e-12, "{figures}");
+    assert!((figures["krcc"].as_f64().unwrap() - krcc).abs() < 1e-12, "{figures}");
+    assert_eq!(figures["best_precision"], 0.5);
+    assert_eq!(figures["worst_precision"], 1.0);
+    assert_eq!(report["truth_column"], "DMOS");
+    assert_eq!(report["truth_lower_is_better"], true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("but not in the ranking: 1 (such as never-ranked.jpg)"),
+        "{stderr}"
+    );
+
+    let table = qrank(&args);
+    let stdout = String::from_utf8_lossy(&table.stdout);
+    assert!(stdout.contains(&format!("SRCC  {srcc:.4}")), "{stdout}");
+    assert!(stdout.contains("against DMOS (lower is better)"), "{stdout}");
+}
+
+/// A truth file without the needed columns is refused, naming its columns.
+#[test]
+fn eval_names_the_columns_of_a_truth_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ranking = dir.path().join("ranking.json");
+    let out = qrank(&[
+        "rank",
+        "examples/photos",
+        "--format",
+        "json",
+        "--out",
+        ranking.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let truth = dir.path().join("labels.csv");
+    std::fs::write(&truth, "picture,quality\nrocket.jpg,3\n").unwrap();
+    let out = qrank(&["eval", ranking.to_str().unwrap(), "--truth", truth.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("its columns are: picture, quality"), "{stderr}");
+    let out = qrank(&[
+        "eval",
+        ranking.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--truth-name",
+        "picture",
+        "--truth-score",
+        "quality",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "one image is too few to compare orders");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of the 20 ranked images have a score"));
+}

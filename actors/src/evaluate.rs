@@ -1,0 +1,306 @@
+//! `qrank eval`: how far a ranking agrees with human opinion, the way image-quality work
+//! reports it (SRCC and KRCC against mean opinion scores), and how many of the images it puts
+//! in the best or worst fraction truly belong there.
+//!
+//! The ranking is what `qrank rank` wrote (CSV or JSON). The truth is a CSV with a header, as
+//! datasets ship it (KonIQ-10k: `image_name,...,MOS,...`; SPAQ, LIVE Challenge alike): one column
+//! names the image, one holds its score. Names are matched whole, or else by their last path
+//! parts, so `photos/koniq/1234.jpg` in the ranking finds `1234.jpg` in the truth.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use engine::agreement::{kendall_tau_b, spearman, spearman_interval, top_precision};
+
+use crate::cli::UsageError;
+
+/// Column names tried, in order and ignoring case, when the truth's columns are not named.
+const NAME_COLUMNS: [&str; 6] = ["name", "image_name", "image", "filename", "file", "path"];
+const SCORE_COLUMNS: [&str; 5] = ["mos", "score", "dmos", "mos_zscore", "rating"];
+
+/// Scores by image name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scored {
+    pub names: Vec<String>,
+    pub scores: Vec<f64>,
+}
+
+/// The truth read from its file: scores oriented so that higher is better, and the column
+/// they came from.
+#[derive(Debug)]
+pub struct Truth {
+    pub scored: Scored,
+    pub column: String,
+    /// True for DMOS (a difference from the pristine image): lower was better in the file.
+    pub flipped: bool,
+}
+
+/// The ranking `qrank rank` wrote, as CSV (`rank,name,score,...`; rows of skipped files have no
+/// score and are left out) or JSON (`ranking.items`).
+pub fn read_ranking(path: &Path) -> Result<Scored> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.trim_start().starts_with('{') {
+        return read_json_ranking(path, &text);
+    }
+    let (header, rows) = read_csv(path, &text)?;
+    let name = column(&header, "name").ok_or_else(|| missing(path, "name", &header))?;
+    let score = column(&header, "score").ok_or_else(|| missing(path, "score", &header))?;
+    let mut scored = Scored::default();
+    for (line, row) in rows {
+        let value = row.get(score).unwrap_or("").trim();
+        if value.is_empty() {
+            continue; // a skipped file, listed with its reason
+        }
+        scored.push(row.get(name).unwrap_or(""), number(path, line, value)?);
+    }
+    Ok(scored)
+}
+
+/// `ranking.items` of a `qrank rank --format json` output.
+fn read_json_ranking(path: &Path, text: &str) -> Result<Scored> {
+    let shown = path.display();
+    let report: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| UsageError(format!("{shown}: not a qrank JSON ranking: {e}")))?;
+    let items = report["ranking"]["items"].as_array().ok_or_else(|| {
+        UsageError(format!(
+            "{shown}: no ranking.items: not a `qrank rank --format json` output"
+        ))
+    })?;
+    let mut scored = Scored::default();
+    for (i, item) in items.iter().enumerate() {
+        let (Some(name), Some(score)) = (item["name"].as_str(), item["score"].as_f64()) else {
+            return Err(UsageError(format!("{shown}: ranking.items[{i}] lacks a name or a score")).into());
+        };
+        scored.push(name, score);
+    }
+    Ok(scored)
+}
+
+/// The truth: the `name_column` and `score_column` of a CSV, or the first of the usual names.
+/// A score column named `dmos` is read as lower-is-better and flipped.
+/// Another qrank ranking (CSV or JSON) serves as the truth too, to compare two models.
+pub fn read_truth(path: &Path, name_column: Option<&str>, score_column: Option<&str>) -> Result<Truth> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.trim_start().starts_with('{') {
+        return Ok(Truth {
+            scored: read_json_ranking(path, &text)?,
+            column: "score".into(),
+            flipped: false,
+        });
+    }
+    let (header, rows) = read_csv(path, &text)?;
+    let pick = |wanted: Option<&str>, usual: &[&str], option: &str| {
+        let found = match wanted {
+            Some(name) => column(&header, name),
+            None => usual.iter().find_map(|name| column(&header, name)),
+        };
+        let tried = wanted.map_or_else(
+            || format!("any of {} ({option} names it)", usual.join(", ")),
+            str::to_owned,
+        );
+        found.ok_or_else(|| missing(path, &tried, &header))
+    };
+    let name = pick(name_column, &NAME_COLUMNS, "--truth-name")?;
+    let score = pick(score_column, &SCORE_COLUMNS, "--truth-score")?;
+    let flipped = header[score].trim().eq_ignore_ascii_case("dmos");
+    let sign = if flipped { -1.0 } else { 1.0 };
+    let mut scored = Scored::default();
+    let mut seen = HashMap::new();
+    for (line, row) in rows {
+        let image = row.get(name).unwrap_or("").trim();
+        if let Some(first) = seen.insert(image.to_owned(), line) {
+            return Err(UsageError(format!(
+                "{}: {image} is scored twice, on lines {first} and {line}",
+                path.display()
+            ))
+            .into());
+        }
+        scored.push(image, sign * number(path, line, row.get(score).unwrap_or("").trim())?);
+    }
+    Ok(Truth {
+        scored,
+        column: header[score].trim().to_owned(),
+        flipped,
+    })
+}
+
+/// A CSV's rows, each with its line number.
+type Rows = Vec<(u64, csv::StringRecord)>;
+
+/// The header and the rows of a CSV.
+fn read_csv(path: &Path, text: &str) -> Result<(Vec<String>, Rows)> {
+    let shown = path.display();
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| UsageError(format!("{shown}: not a CSV file: {e}")))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_owned())
+        .collect();
+    let mut rows = Vec::new();
+    for row in reader.records() {
+        let row = row.map_err(|e| UsageError(format!("{shown}: {e}")))?;
+        let line = row.position().map_or(0, |p| p.line());
+        rows.push((line, row));
+    }
+    Ok((header, rows))
+}
+
+fn column(header: &[String], name: &str) -> Option<usize> {
+    header.iter().position(|h| h.trim().eq_ignore_ascii_case(name))
+}
+
+fn missing(path: &Path, what: &str, header: &[String]) -> anyhow::Error {
+    UsageError(format!(
+        "{}: no column {what}; its columns are: {}",
+        path.display(),
+        header.join(", ")
+    ))
+    .into()
+}
+
+fn number(path: &Path, line: u64, value: &str) -> Result<f64> {
+    match value.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(UsageError(format!("{}, line {line}: {value:?} is not a number", path.display())).into()),
+    }
+}
+
+impl Scored {
+    fn push(&mut self, name: &str, score: f64) {
+        self.names.push(name.to_owned());
+        self.scores.push(score);
+    }
+}
+
+/// The ranked images that have a truth score, paired, and what was left over on either side.
+#[derive(Debug)]
+pub struct Joined {
+    pub names: Vec<String>,
+    pub ranked: Vec<f64>,
+    pub truth: Vec<f64>,
+    /// Ranked images the truth does not score.
+    pub without_truth: Vec<String>,
+    /// Truth rows that no ranked image matched.
+    pub not_ranked: Vec<String>,
+}
+
+/// Pair each ranked image with its truth row: by its whole name, or else by its last path parts
+/// (`a/b/c.jpg` tries `b/c.jpg`, then `c.jpg`). Two ranked images that find the same row are an
+/// error: the truth's names must then carry their folders.
+pub fn join(ranking: &Scored, truth: &Scored) -> Result<Joined> {
+    let by_name: HashMap<&str, usize> = truth.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let mut taken: HashMap<usize, &str> = HashMap::new();
+    let mut joined = Joined {
+        names: Vec::new(),
+        ranked: Vec::new(),
+        truth: Vec::new(),
+        without_truth: Vec::new(),
+        not_ranked: Vec::new(),
+    };
+    for (name, &score) in ranking.names.iter().zip(&ranking.scores) {
+        let row = suffixes(name).find_map(|suffix| by_name.get(suffix).copied());
+        let Some(row) = row else {
+            joined.without_truth.push(name.clone());
+            continue;
+        };
+        if let Some(other) = taken.insert(row, name) {
+            return Err(UsageError(format!(
+                "{other} and {name} both match the truth's {}; give the truth's names with their folders",
+                truth.names[row]
+            ))
+            .into());
+        }
+        joined.names.push(name.clone());
+        joined.ranked.push(score);
+        joined.truth.push(truth.scores[row]);
+    }
+    joined.not_ranked = (0..truth.names.len())
+        .filter(|row| !taken.contains_key(row))
+        .map(|row| truth.names[row].clone())
+        .collect();
+    Ok(joined)
+}
+
+/// `a/b/c.jpg`, `b/c.jpg`, `c.jpg` (a URL's scheme and host are parts like any other).
+fn suffixes(name: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(name).chain(name.match_indices('/').map(|(i, _)| &name[i + 1..]))
+}
+
+/// The figures `qrank eval` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Agreement {
+    pub num_images: usize,
+    pub srcc: f64,
+    /// 95% interval of the SRCC (Fisher's z); absent under 4 images.
+    pub srcc_95: Option<(f64, f64)>,
+    pub krcc: f64,
+    /// The fraction whose precision is reported, and how many images that is.
+    pub fraction: f64,
+    pub fraction_count: usize,
+    /// Of the images ranked in the best (worst) fraction, the share truly there.
+    pub best_precision: f64,
+    pub worst_precision: f64,
+}
+
+/// SRCC, KRCC and the best and worst `fraction`'s precision of the joined pairs.
+pub fn agreement(joined: &Joined, fraction: f64) -> Agreement {
+    let n = joined.ranked.len();
+    let count = ((fraction * n as f64).round() as usize).clamp(1, n.max(1));
+    let negated = |v: &[f64]| v.iter().map(|x| -x).collect::<Vec<_>>();
+    let srcc = spearman(&joined.ranked, &joined.truth);
+    Agreement {
+        num_images: n,
+        srcc,
+        srcc_95: spearman_interval(srcc, n),
+        krcc: kendall_tau_b(&joined.ranked, &joined.truth),
+        fraction,
+        fraction_count: count,
+        best_precision: top_precision(&joined.ranked, &joined.truth, count),
+        worst_precision: top_precision(&negated(&joined.ranked), &negated(&joined.truth), count),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(pairs: &[(&str, f64)]) -> Scored {
+        let mut s = Scored::default();
+        pairs.iter().for_each(|&(n, x)| s.push(n, x));
+        s
+    }
+
+    #[test]
+    fn names_match_whole_or_by_their_last_parts() {
+        let ranking = scored(&[("photos/a.jpg", 3.0), ("s3://bucket/set/b.jpg", 2.0), ("c.jpg", 1.0)]);
+        let truth = scored(&[("a.jpg", 30.0), ("set/b.jpg", 20.0), ("d.jpg", 0.0)]);
+        let joined = join(&ranking, &truth).unwrap();
+        assert_eq!(joined.names, ["photos/a.jpg", "s3://bucket/set/b.jpg"]);
+        assert_eq!(joined.truth, [30.0, 20.0]);
+        assert_eq!(joined.without_truth, ["c.jpg"]);
+        assert_eq!(joined.not_ranked, ["d.jpg"]);
+    }
+
+    #[test]
+    fn two_images_matching_one_row_are_refused() {
+        let ranking = scored(&[("x/a.jpg", 1.0), ("y/a.jpg", 2.0)]);
+        let err = join(&ranking, &scored(&[("a.jpg", 1.0)])).unwrap_err().to_string();
+        assert!(err.contains("x/a.jpg and y/a.jpg both match"), "{err}");
+    }
+
+    #[test]
+    fn fractions_round_to_at_least_one_image() {
+        let joined = join(
+            &scored(&[("a", 2.0), ("b", 1.0), ("c", 0.0)]),
+            &scored(&[("a", 0.0), ("b", 1.0), ("c", 2.0)]),
+        )
+        .unwrap();
+        let reversed = agreement(&joined, 0.1);
+        assert_eq!(reversed.fraction_count, 1);
+        assert_eq!((reversed.best_precision, reversed.worst_precision), (0.0, 0.0));
+        assert!((reversed.srcc + 1.0).abs() < 1e-12 && (reversed.krcc + 1.0).abs() < 1e-12);
+        assert!(reversed.srcc_95.is_none(), "three images give no interval");
+    }
+}
