@@ -15,7 +15,8 @@ use engine::compare::Criterion;
         with a score, a standard error and a rank for every image. The built-in model (BRISQUE) \
         needs no GPU, no download and no network.",
     after_help = "Exit codes:\n  0   every image was ranked\n  1   the run failed\n  \
-        2   some files were skipped; each is listed with its reason\n  64  usage or configuration error"
+        2   some files were skipped; each is listed with its reason\n  64  usage or configuration error\n  \
+        130 stopped by Ctrl-C (a comparing run saves its answers first, with --resume)"
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -82,8 +82,22 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         checkpoint,
     };
     let progress = Arc::new(Bars::new());
-    let report = runtime.block_on(pipeline::run(&source, comparators, &options, progress.clone()))?;
+    let run = runtime.block_on(pipeline::run(&source, comparators, &options, progress.clone()));
     progress.finish();
+    let report = match run {
+        Err(e) => match e.downcast_ref::<pipeline::Interrupted>() {
+            Some(why) => {
+                let next = match &args.resume {
+                    Some(dir) => format!("the same command with --resume {dir} takes the run up from there"),
+                    None => "with --resume DIR a run keeps its answers, to be taken up later".to_owned(),
+                };
+                eprintln!("qrank: {why}; {next}");
+                return Ok(exit::INTERRUPTED);
+            }
+            None => return Err(e),
+        },
+        Ok(report) => report,
+    };
     for error in &report.errors {
         let hint = match error.kind {
             "over_limit" if error.reason.contains("pixel count") => " (--max-megapixels raises the limit)",

@@ -25,6 +25,8 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     pub const SKIPPED_SOME: u8 = 2;
     pub const USAGE: u8 = 64;
+    /// Stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 fn main() -> ExitCode {

@@ -85,6 +85,11 @@ pub struct RunOptions {
 /// twentieth of a second a call, the parts stay few.
 const CHECKPOINT_EVERY_SECS: u64 = 5;
 
+/// A run stopped by Ctrl-C, with what became of its answers.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
 /// Progress callbacks, so the CLI can draw bars and the service can count.
 pub trait Progress: Send + Sync {
     fn loaded(&self, name: &str);
@@ -153,11 +158,29 @@ pub async fn run(
         .await
         .context("starting the job")?;
     coordinator.cast(CoordinatorMsg::Start)?;
-    let report = reported.await.context("the job stopped without a report");
+    let mut reported = reported;
+    let mut interrupted = false;
+    let report = tokio::select! {
+        report = &mut reported => report,
+        _ = tokio::signal::ctrl_c() => {
+            interrupted = true;
+            // The coordinator saves what it has; a second Ctrl-C does not wait for that.
+            tokio::spawn(async {
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(i32::from(crate::exit::INTERRUPTED));
+            });
+            let _ = coordinator.cast(CoordinatorMsg::Interrupt);
+            reported.await
+        }
+    }
+    .context("the job stopped without a report");
     supervisor.stop_children(None);
     supervisor.stop(None);
     let _ = supervisor_done.await;
-    let mut report = report?.map_err(|e| anyhow::anyhow!(e).context(format!("ranking {}", source.url())))?;
+    let mut report = match report? {
+        Err(reason) if interrupted => return Err(Interrupted(reason).into()),
+        report => report.map_err(|e| anyhow::anyhow!(e).context(format!("ranking {}", source.url())))?,
+    };
     if keeps_a_cache {
         report.stats.embedding_cache = Some(CacheStats {
             hits: metrics.embedding_cache_hits.get(),

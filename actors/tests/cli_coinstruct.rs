@@ -329,7 +329,34 @@ fn rank_resume_takes_up_a_stopped_run() {
     assert_eq!(ok_json(&refit)["ranking"]["items"].as_array().unwrap().len(), 20);
 }
 
-/// A run killed while it compares (a closed laptop, a Ctrl-C) is taken up by the same command:
+/// Start `qrank rank examples/photos` with `model` at 2 calls per image and `--resume dir`, and
+/// stop it with `signal` once 8 answers are saved; its exit status and stderr.
+fn stop_part_way(model: &Path, dir: &Path, signal: &str) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qrank"))
+        .args(["rank", "examples/photos", "--model", model.to_str().unwrap()])
+        .args(["--budget", "2", "--resume", dir.to_str().unwrap()])
+        .current_dir(support::repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while checkpointed_answers(dir) < 8 && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal}");
+    let out = child.wait_with_output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A run killed while it compares (a crash, a closed laptop) is taken up by the same command:
 /// every answer checkpointed before the kill is reused, and the model is asked for the rest.
 #[test]
 fn rank_resume_survives_a_kill() {
@@ -339,23 +366,8 @@ fn rank_resume_survives_a_kill() {
     let total = unstopped["stats"]["num_model_calls"].as_u64().unwrap() as usize;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qrank"))
-        .args(["rank", "examples/photos", "--model", model.path().to_str().unwrap()])
-        .args(["--budget", "2", "--resume", dir.path().to_str().unwrap()])
-        .current_dir(support::repo())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while checkpointed_answers(dir.path()) < 8 && std::time::Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (status, _) = stop_part_way(model.path(), dir.path(), "-KILL");
+    assert_eq!(status.code(), None, "killed by a signal");
     let kept = checkpointed_answers(dir.path());
     assert!(
         kept >= 8 && kept < total,
@@ -369,6 +381,29 @@ fn rank_resume_survives_a_kill() {
         total - kept
     );
     assert_same_ranking(&unstopped, &resumed);
+}
+
+/// Ctrl-C saves every answer given so far before the run stops, says how many, and exits with
+/// 130; the same command then asks the model about none of them again.
+#[test]
+fn rank_resume_saves_every_answer_on_ctrl_c() {
+    let model = tiny_checkpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = stop_part_way(model.path(), dir.path(), "-INT");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let answers: usize = stderr
+        .split("interrupted after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of answers: {stderr}"));
+    assert!(
+        stderr.contains("answers, all saved; the same command with --resume"),
+        "{stderr}"
+    );
+    assert_eq!(checkpointed_answers(dir.path()), answers, "every answer given is saved");
+    let resumed = ok_json(&rank_resumable(model.path(), dir.path(), &[]));
+    assert_eq!(resumed["stats"]["num_groups_resumed"], answers);
 }
 
 /// A `--resume` folder that cannot be written is refused before the model loads, naming it.

@@ -62,6 +62,8 @@ pub enum CoordinatorMsg {
     /// Another replica's answer to one of this job's shared groups, by task id.
     Answered(u64, Result<GroupOutcome, String>),
     Ranked(Result<Ranking, String>),
+    /// A command-line run stopped by Ctrl-C: save the answers so far and stop.
+    Interrupt,
 }
 
 pub struct Coordinator;
@@ -252,6 +254,16 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                 return Err(anyhow!("no progress for {} s", stall.as_secs()));
             }
             republish_late(state);
+        }
+        CoordinatorMsg::Interrupt => {
+            save_checkpoint(state).await?;
+            let answers = state.num_groups;
+            let saved = if state.spec.output.is_some() { ", all saved" } else { "" };
+            return reply_locally(
+                myself,
+                state,
+                Err(format!("interrupted after {answers} answers{saved}")),
+            );
         }
         CoordinatorMsg::Listed(batch, last) => {
             for item in batch {
