@@ -236,6 +236,14 @@ fn read_saved_comparisons(path: &std::path::Path) -> Result<String> {
 pub fn fit(args: FitArgs) -> Result<u8> {
     let text = read_saved_comparisons(&args.file)?;
     let set = parse_comparisons(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+    if set.origins.len() > 1 {
+        warn(&format!(
+            "{} holds answers of {} models or questions, fitted together as one: {}",
+            args.file.display(),
+            set.origins.len(),
+            set.origins.join("; ")
+        ));
+    }
     if args.prior_precision.is_some_and(|p| !(p >= 0.0 && p.is_finite())) {
         return Err(UsageError("--prior-precision must be a number >= 0".into()).into());
     }

@@ -326,7 +326,14 @@ fn rank_resume_takes_up_a_stopped_run() {
     );
 
     let refit = qrank(&["fit", stopped.path().to_str().unwrap(), "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&refit.stderr).into_owned();
     assert_eq!(ok_json(&refit)["ranking"]["items"].as_array().unwrap().len(), 20);
+    assert!(
+        stderr.contains("holds answers of 2 models or questions, fitted together as one")
+            && stderr.contains("\"overall\"")
+            && stderr.contains("\"sharpness\""),
+        "{stderr}"
+    );
 }
 
 /// Start `qrank rank examples/photos` with `model` at 2 calls per image and `--resume dir`, and

@@ -33,6 +33,10 @@ pub struct ComparisonSet {
     /// True when slot order is meaningful (our records). A reference file lists the winner
     /// first, so fitting a slot bias to it would be wrong.
     pub has_slots: bool,
+    /// The models and questions the records say answered them, each once, in the order first
+    /// met (`model: question`); empty for a reference file. More than one means answers to
+    /// different things are fitted together.
+    pub origins: Vec<String>,
 }
 
 /// Why saved comparisons could not be read.
@@ -69,6 +73,7 @@ fn parse_jsonl(text: &str) -> Result<ComparisonSet, RecordError> {
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
     let mut observations = Observations::new(0);
+    let mut origins = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let line_no = i + 1;
         let record: ComparisonRecord =
@@ -84,6 +89,10 @@ fn parse_jsonl(text: &str) -> Result<ComparisonSet, RecordError> {
             })
             .collect();
         observations.ensure_items(names.len());
+        let origin = origin(&record);
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
         let outcome = GroupOutcome { stages: record.stages };
         observations
             .push_outcome(&items, &outcome)
@@ -97,7 +106,18 @@ fn parse_jsonl(text: &str) -> Result<ComparisonSet, RecordError> {
         observations,
         alpha: None,
         has_slots: true,
+        origins,
     })
+}
+
+/// `model: question` of a record, for telling apart answers to different things.
+fn origin(record: &ComparisonRecord) -> String {
+    let model = record.model.as_deref().unwrap_or("an unnamed model");
+    let question = match &record.criterion {
+        Some(criterion) => serde_json::to_string(criterion).unwrap_or_default(),
+        None => "an unnamed question".to_owned(),
+    };
+    format!("{model}: {question}")
 }
 
 fn parse_reference(file: ReferenceFile) -> Result<ComparisonSet, RecordError> {
@@ -142,6 +162,7 @@ fn parse_reference(file: ReferenceFile) -> Result<ComparisonSet, RecordError> {
         observations,
         alpha: file.alpha,
         has_slots: false,
+        origins: Vec::new(),
     })
 }
 
