@@ -10,8 +10,7 @@ use engine::rank::{fit as fit_model, parse_comparisons, FitOptions, Prior, Ranki
 use engine::schedule::Mode;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CompareArgs, EvalArgs, FitArgs, RankArgs, UsageError};
-use crate::evaluate;
+use crate::cli::{CompareArgs, FitArgs, RankArgs, UsageError};
 use crate::exit;
 use crate::output;
 use crate::pipeline::{self, Progress, Report, RunOptions, Stats};
@@ -195,7 +194,7 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
 }
 
 /// A warning on the terminal, beside the progress bars.
-fn warn(warning: &str) {
+pub(crate) fn warn(warning: &str) {
     eprintln!("qrank: warning: {warning}");
 }
 
@@ -274,73 +273,6 @@ pub fn fit(args: FitArgs) -> Result<u8> {
         },
     };
     output::write(&report, &args.output)?;
-    Ok(exit::OK)
-}
-
-/// `qrank eval RANKING --truth CSV`.
-pub fn eval(args: EvalArgs) -> Result<u8> {
-    if !(args.fraction > 0.0 && args.fraction < 1.0) {
-        return Err(UsageError(format!("--fraction must be between 0 and 1, got {}", args.fraction)).into());
-    }
-    let ranking = evaluate::read_ranking(&args.ranking)?;
-    let truth = evaluate::read_truth(&args.truth, args.truth_name.as_deref(), args.truth_score.as_deref())?;
-    let joined = evaluate::join(&ranking, &truth.scored)?;
-    let some = |names: &[String]| names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
-    if !joined.without_truth.is_empty() {
-        warn(&format!(
-            "ranked images with no score in {}: {} (such as {}); they are left out",
-            args.truth.display(),
-            joined.without_truth.len(),
-            some(&joined.without_truth)
-        ));
-    }
-    if !joined.not_ranked.is_empty() {
-        warn(&format!(
-            "images scored in {} but not in the ranking: {} (such as {})",
-            args.truth.display(),
-            joined.not_ranked.len(),
-            some(&joined.not_ranked)
-        ));
-    }
-    if joined.names.len() < 2 {
-        anyhow::bail!(
-            "{} of the {} ranked images have a score in {}: too few to compare orders",
-            joined.names.len(),
-            ranking.names.len(),
-            args.truth.display()
-        );
-    }
-    let figures = evaluate::agreement(&joined, args.fraction);
-    if args.json {
-        let json = serde_json::json!({
-            "ranking": args.ranking, "truth": args.truth, "truth_column": truth.column,
-            "truth_lower_is_better": truth.flipped, "agreement": figures,
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(exit::OK);
-    }
-    let flipped = if truth.flipped { " (lower is better)" } else { "" };
-    println!(
-        "{} against {}{flipped} in {}: {} images",
-        args.ranking.display(),
-        truth.column,
-        args.truth.display(),
-        figures.num_images
-    );
-    let interval = figures
-        .srcc_95
-        .map(|(low, high)| format!("   95% interval {low:.3} to {high:.3}"))
-        .unwrap_or_default();
-    println!("SRCC  {:.4}{interval}", figures.srcc);
-    println!("KRCC  {:.4}", figures.krcc);
-    let percent = figures.fraction * 100.0;
-    let images = if figures.fraction_count == 1 { "image" } else { "images" };
-    for (side, precision) in [("best", figures.best_precision), ("worst", figures.worst_precision)] {
-        println!(
-            "{side} {percent}% ({} {images}): {:.3} of them truly among the {side} {percent}%",
-            figures.fraction_count, precision
-        );
-    }
     Ok(exit::OK)
 }
 

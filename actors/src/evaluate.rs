@@ -13,7 +13,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use engine::agreement::{kendall_tau_b, spearman, spearman_interval, top_precision};
 
-use crate::cli::UsageError;
+use crate::cli::{EvalArgs, UsageError};
+use crate::commands::warn;
+use crate::exit;
 
 /// Column names tried, in order and ignoring case, when the truth's columns are not named.
 const NAME_COLUMNS: [&str; 6] = ["name", "image_name", "image", "filename", "file", "path"];
@@ -260,6 +262,73 @@ pub fn agreement(joined: &Joined, fraction: f64) -> Agreement {
         best_precision: top_precision(&joined.ranked, &joined.truth, count),
         worst_precision: top_precision(&negated(&joined.ranked), &negated(&joined.truth), count),
     }
+}
+
+/// `qrank eval RANKING --truth CSV`.
+pub fn eval(args: EvalArgs) -> Result<u8> {
+    if !(args.fraction > 0.0 && args.fraction < 1.0) {
+        return Err(UsageError(format!("--fraction must be between 0 and 1, got {}", args.fraction)).into());
+    }
+    let ranking = read_ranking(&args.ranking)?;
+    let truth = read_truth(&args.truth, args.truth_name.as_deref(), args.truth_score.as_deref())?;
+    let joined = join(&ranking, &truth.scored)?;
+    let some = |names: &[String]| names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if !joined.without_truth.is_empty() {
+        warn(&format!(
+            "ranked images with no score in {}: {} (such as {}); they are left out",
+            args.truth.display(),
+            joined.without_truth.len(),
+            some(&joined.without_truth)
+        ));
+    }
+    if !joined.not_ranked.is_empty() {
+        warn(&format!(
+            "images scored in {} but not in the ranking: {} (such as {})",
+            args.truth.display(),
+            joined.not_ranked.len(),
+            some(&joined.not_ranked)
+        ));
+    }
+    if joined.names.len() < 2 {
+        anyhow::bail!(
+            "{} of the {} ranked images have a score in {}: too few to compare orders",
+            joined.names.len(),
+            ranking.names.len(),
+            args.truth.display()
+        );
+    }
+    let figures = agreement(&joined, args.fraction);
+    if args.json {
+        let json = serde_json::json!({
+            "ranking": args.ranking, "truth": args.truth, "truth_column": truth.column,
+            "truth_lower_is_better": truth.flipped, "agreement": figures,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(exit::OK);
+    }
+    let flipped = if truth.flipped { " (lower is better)" } else { "" };
+    println!(
+        "{} against {}{flipped} in {}: {} images",
+        args.ranking.display(),
+        truth.column,
+        args.truth.display(),
+        figures.num_images
+    );
+    let interval = figures
+        .srcc_95
+        .map(|(low, high)| format!("   95% interval {low:.3} to {high:.3}"))
+        .unwrap_or_default();
+    println!("SRCC  {:.4}{interval}", figures.srcc);
+    println!("KRCC  {:.4}", figures.krcc);
+    let percent = figures.fraction * 100.0;
+    let images = if figures.fraction_count == 1 { "image" } else { "images" };
+    for (side, precision) in [("best", figures.best_precision), ("worst", figures.worst_precision)] {
+        println!(
+            "{side} {percent}% ({} {images}): {:.3} of them truly among the {side} {percent}%",
+            figures.fraction_count, precision
+        );
+    }
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

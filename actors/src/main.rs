@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rank(args) => commands::rank(args),
         Command::Fit(args) => commands::fit(args),
-        Command::Eval(args) => commands::eval(args),
+        Command::Eval(args) => evaluate::eval(args),
         Command::Compare(args) => commands::compare(args),
         Command::Serve(args) => service::run::serve(args),
     };
