@@ -44,13 +44,15 @@ pub enum Command {
     /// Measure a ranking against human opinion scores: SRCC, KRCC, and the best and worst
     /// fraction's precision.
     #[command(
-        after_help = "RANKING is what `qrank rank` wrote (CSV or JSON). TRUTH is a CSV with a header, as \
-        image-quality datasets ship their scores (KonIQ-10k, SPAQ, LIVE Challenge): by default its \
-        image-name column is the first of name, image_name, image, filename, file, path, and its score \
-        column the first of MOS, score, DMOS, MOS_zscore, rating (any case). DMOS is a difference from \
-        the pristine image, so lower is better there. Names match whole, or by their last path parts \
-        (photos/1234.jpg matches 1234.jpg).\n\nExample:\n  qrank rank ./koniq --format json --out ranking.json\n  \
-        qrank eval ranking.json --truth koniq10k_scores_and_distributions.csv"
+        after_help = "RANKING is what `qrank rank` wrote (CSV or JSON). TRUTH holds the human scores as \
+        image-quality datasets ship them: a CSV with a header (KonIQ-10k, KADID-10k), whose image-name \
+        column is by default the first of name, image_name, image, dist_img, filename, file, path, and \
+        whose score column the first of MOS, score, DMOS, MOS_zscore, rating (any case); or lines of a \
+        name and a score with no header, split by commas, semicolons, tabs or spaces (TID2013, PIPAL). \
+        Columns may be named by number, from 1. Higher scores are better unless --lower-is-better. \
+        Names match whole, or by their last path parts (photos/1234.jpg matches 1234.jpg). Another \
+        qrank ranking serves as the truth too.\n\nExample:\n  qrank rank ./koniq --format json --out \
+        ranking.json\n  qrank eval ranking.json --truth koniq10k_scores_and_distributions.csv"
     )]
     Eval(EvalArgs),
     /// Run the service: take RankJob messages from AMQP, publish RankResults.
@@ -233,9 +235,12 @@ pub struct EvalArgs {
     /// The truth's image-name column, if not one of the usual names.
     #[arg(long, value_name = "COLUMN")]
     pub truth_name: Option<String>,
-    /// The truth's score column (higher is better, except DMOS), if not one of the usual names.
+    /// The truth's score column, if not one of the usual names.
     #[arg(long, value_name = "COLUMN")]
     pub truth_score: Option<String>,
+    /// Lower truth scores are better (DMOS in LIVE or CSIQ).
+    #[arg(long)]
+    pub lower_is_better: bool,
     /// The best and worst fraction whose precision is reported.
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
     pub fraction: f64,

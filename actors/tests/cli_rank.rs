@@ -275,8 +275,8 @@ fn usage_errors_and_empty_sources() {
 }
 
 /// `qrank eval` against opinion scores built from the ranking itself: the order with the 2nd
-/// and 3rd images swapped, given as DMOS (lower is better) under bare file names, plus a row for
-/// an image not ranked. With n = 20 and no ties, one swap of neighbours gives SRCC
+/// and 3rd images swapped, given as DMOS (lower is better, as `--lower-is-better` says) under
+/// bare file names, plus a row for an image not ranked. With n = 20 and no ties, one swap of neighbours gives SRCC
 /// `1 - 6 * 2 / (n (n^2 - 1))` and KRCC `1 - 2 / (n (n - 1) / 2)`; the best 10% (2 images)
 /// keeps one of its two, the worst 10% both.
 #[test]
@@ -307,6 +307,7 @@ fn eval_measures_a_ranking_against_opinion_scores() {
         ranking.to_str().unwrap(),
         "--truth",
         truth_file.to_str().unwrap(),
+        "--lower-is-better",
     ];
     let out = qrank(&[&args[..], &["--json"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -332,6 +333,13 @@ fn eval_measures_a_ranking_against_opinion_scores() {
     let stdout = String::from_utf8_lossy(&table.stdout);
     assert!(stdout.contains(&format!("SRCC  {srcc:.4}")), "{stdout}");
     assert!(stdout.contains("against DMOS (lower is better)"), "{stdout}");
+
+    // Without the flag the order reads reversed, and the DMOS column is warned about.
+    let unflipped = qrank(&args[..4]);
+    let stdout = String::from_utf8_lossy(&unflipped.stdout);
+    assert!(stdout.contains(&format!("SRCC  {:.4}", -srcc)), "{stdout}");
+    let stderr = String::from_utf8_lossy(&unflipped.stderr);
+    assert!(stderr.contains("pass --lower-is-better if it is here"), "{stderr}");
 }
 
 /// A truth file without the needed columns is refused, naming its columns.

@@ -2,179 +2,20 @@
 //! reports it (SRCC and KRCC against mean opinion scores), and how many of the images it puts
 //! in the best or worst fraction truly belong there.
 //!
-//! The ranking is what `qrank rank` wrote (CSV or JSON). The truth is a CSV with a header, as
-//! datasets ship it (KonIQ-10k: `image_name,...,MOS,...`; SPAQ, LIVE Challenge alike): one column
-//! names the image, one holds its score. Names are matched whole, or else by their last path
-//! parts, so `photos/koniq/1234.jpg` in the ranking finds `1234.jpg` in the truth.
+//! [`tables`] reads both sides. Names are matched whole, or else by their last path parts, so
+//! `photos/koniq/1234.jpg` in the ranking finds `1234.jpg` in the truth.
+
+mod tables;
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use engine::agreement::{kendall_tau_b, spearman, spearman_interval, top_precision};
 
 use crate::cli::{EvalArgs, UsageError};
 use crate::commands::warn;
 use crate::exit;
-
-/// Column names tried, in order and ignoring case, when the truth's columns are not named.
-const NAME_COLUMNS: [&str; 6] = ["name", "image_name", "image", "filename", "file", "path"];
-const SCORE_COLUMNS: [&str; 5] = ["mos", "score", "dmos", "mos_zscore", "rating"];
-
-/// Scores by image name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Scored {
-    pub names: Vec<String>,
-    pub scores: Vec<f64>,
-}
-
-/// The truth read from its file: scores oriented so that higher is better, and the column
-/// they came from.
-#[derive(Debug)]
-pub struct Truth {
-    pub scored: Scored,
-    pub column: String,
-    /// True for DMOS (a difference from the pristine image): lower was better in the file.
-    pub flipped: bool,
-}
-
-/// The ranking `qrank rank` wrote, as CSV (`rank,name,score,...`; rows of skipped files have no
-/// score and are left out) or JSON (`ranking.items`).
-pub fn read_ranking(path: &Path) -> Result<Scored> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    if text.trim_start().starts_with('{') {
-        return read_json_ranking(path, &text);
-    }
-    let (header, rows) = read_csv(path, &text)?;
-    let name = column(&header, "name").ok_or_else(|| missing(path, "name", &header))?;
-    let score = column(&header, "score").ok_or_else(|| missing(path, "score", &header))?;
-    let mut scored = Scored::default();
-    for (line, row) in rows {
-        let value = row.get(score).unwrap_or("").trim();
-        if value.is_empty() {
-            continue; // a skipped file, listed with its reason
-        }
-        scored.push(row.get(name).unwrap_or(""), number(path, line, value)?);
-    }
-    Ok(scored)
-}
-
-/// `ranking.items` of a `qrank rank --format json` output.
-fn read_json_ranking(path: &Path, text: &str) -> Result<Scored> {
-    let shown = path.display();
-    let report: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| UsageError(format!("{shown}: not a qrank JSON ranking: {e}")))?;
-    let items = report["ranking"]["items"].as_array().ok_or_else(|| {
-        UsageError(format!(
-            "{shown}: no ranking.items: not a `qrank rank --format json` output"
-        ))
-    })?;
-    let mut scored = Scored::default();
-    for (i, item) in items.iter().enumerate() {
-        let (Some(name), Some(score)) = (item["name"].as_str(), item["score"].as_f64()) else {
-            return Err(UsageError(format!("{shown}: ranking.items[{i}] lacks a name or a score")).into());
-        };
-        scored.push(name, score);
-    }
-    Ok(scored)
-}
-
-/// The truth: the `name_column` and `score_column` of a CSV, or the first of the usual names.
-/// A score column named `dmos` is read as lower-is-better and flipped.
-/// Another qrank ranking (CSV or JSON) serves as the truth too, to compare two models.
-pub fn read_truth(path: &Path, name_column: Option<&str>, score_column: Option<&str>) -> Result<Truth> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    if text.trim_start().starts_with('{') {
-        return Ok(Truth {
-            scored: read_json_ranking(path, &text)?,
-            column: "score".into(),
-            flipped: false,
-        });
-    }
-    let (header, rows) = read_csv(path, &text)?;
-    let pick = |wanted: Option<&str>, usual: &[&str], option: &str| {
-        let found = match wanted {
-            Some(name) => column(&header, name),
-            None => usual.iter().find_map(|name| column(&header, name)),
-        };
-        let tried = wanted.map_or_else(
-            || format!("any of {} ({option} names it)", usual.join(", ")),
-            str::to_owned,
-        );
-        found.ok_or_else(|| missing(path, &tried, &header))
-    };
-    let name = pick(name_column, &NAME_COLUMNS, "--truth-name")?;
-    let score = pick(score_column, &SCORE_COLUMNS, "--truth-score")?;
-    let flipped = header[score].trim().eq_ignore_ascii_case("dmos");
-    let sign = if flipped { -1.0 } else { 1.0 };
-    let mut scored = Scored::default();
-    let mut seen = HashMap::new();
-    for (line, row) in rows {
-        let image = row.get(name).unwrap_or("").trim();
-        if let Some(first) = seen.insert(image.to_owned(), line) {
-            return Err(UsageError(format!(
-                "{}: {image} is scored twice, on lines {first} and {line}",
-                path.display()
-            ))
-            .into());
-        }
-        scored.push(image, sign * number(path, line, row.get(score).unwrap_or("").trim())?);
-    }
-    Ok(Truth {
-        scored,
-        column: header[score].trim().to_owned(),
-        flipped,
-    })
-}
-
-/// A CSV's rows, each with its line number.
-type Rows = Vec<(u64, csv::StringRecord)>;
-
-/// The header and the rows of a CSV.
-fn read_csv(path: &Path, text: &str) -> Result<(Vec<String>, Rows)> {
-    let shown = path.display();
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-    let header = reader
-        .headers()
-        .map_err(|e| UsageError(format!("{shown}: not a CSV file: {e}")))?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_owned())
-        .collect();
-    let mut rows = Vec::new();
-    for row in reader.records() {
-        let row = row.map_err(|e| UsageError(format!("{shown}: {e}")))?;
-        let line = row.position().map_or(0, |p| p.line());
-        rows.push((line, row));
-    }
-    Ok((header, rows))
-}
-
-fn column(header: &[String], name: &str) -> Option<usize> {
-    header.iter().position(|h| h.trim().eq_ignore_ascii_case(name))
-}
-
-fn missing(path: &Path, what: &str, header: &[String]) -> anyhow::Error {
-    UsageError(format!(
-        "{}: no column {what}; its columns are: {}",
-        path.display(),
-        header.join(", ")
-    ))
-    .into()
-}
-
-fn number(path: &Path, line: u64, value: &str) -> Result<f64> {
-    match value.parse::<f64>() {
-        Ok(x) if x.is_finite() => Ok(x),
-        _ => Err(UsageError(format!("{}, line {line}: {value:?} is not a number", path.display())).into()),
-    }
-}
-
-impl Scored {
-    fn push(&mut self, name: &str, score: f64) {
-        self.names.push(name.to_owned());
-        self.scores.push(score);
-    }
-}
+use tables::{read_ranking, read_truth, Scored};
 
 /// The ranked images that have a truth score, paired, and what was left over on either side.
 #[derive(Debug)]
@@ -270,7 +111,19 @@ pub fn eval(args: EvalArgs) -> Result<u8> {
         return Err(UsageError(format!("--fraction must be between 0 and 1, got {}", args.fraction)).into());
     }
     let ranking = read_ranking(&args.ranking)?;
-    let truth = read_truth(&args.truth, args.truth_name.as_deref(), args.truth_score.as_deref())?;
+    let truth = read_truth(
+        &args.truth,
+        args.truth_name.as_deref(),
+        args.truth_score.as_deref(),
+        args.lower_is_better,
+    )?;
+    if truth.column.to_ascii_lowercase().contains("dmos") && !args.lower_is_better {
+        warn(&format!(
+            "the scores are {}: lower is better there in some datasets (LIVE, CSIQ) and not in others \
+             (KADID-10k); pass --lower-is-better if it is here",
+            truth.column
+        ));
+    }
     let joined = join(&ranking, &truth.scored)?;
     let some = |names: &[String]| names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
     if !joined.without_truth.is_empty() {
@@ -301,12 +154,12 @@ pub fn eval(args: EvalArgs) -> Result<u8> {
     if args.json {
         let json = serde_json::json!({
             "ranking": args.ranking, "truth": args.truth, "truth_column": truth.column,
-            "truth_lower_is_better": truth.flipped, "agreement": figures,
+            "truth_lower_is_better": args.lower_is_better, "agreement": figures,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(exit::OK);
     }
-    let flipped = if truth.flipped { " (lower is better)" } else { "" };
+    let flipped = if args.lower_is_better { " (lower is better)" } else { "" };
     println!(
         "{} against {}{flipped} in {}: {} images",
         args.ranking.display(),
