@@ -81,7 +81,13 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         checkpoint,
     };
     let progress = Arc::new(Bars::new());
-    let run = runtime.block_on(pipeline::run(&source, comparators, &options, progress.clone()));
+    let run = runtime.block_on(pipeline::run(
+        &source,
+        comparators,
+        &options,
+        progress.clone(),
+        ctrl_c(),
+    ));
     progress.finish();
     let report = match run {
         Err(e) => match e.downcast_ref::<pipeline::Interrupted>() {
@@ -115,6 +121,18 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         (false, true) => exit::OK,
         (false, false) => exit::SKIPPED_SOME,
     })
+}
+
+/// The first Ctrl-C. The run then saves what it has; a second one ends the process at once.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handler could be installed: Ctrl-C keeps its default, ending the process.
+        return std::future::pending().await;
+    }
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
 }
 
 /// The `--resume` folder or prefix, checked before the model loads: a folder that cannot be

@@ -100,12 +100,15 @@ pub trait Progress: Send + Sync {
     fn resumed(&self, reused: usize, ignored: usize);
 }
 
-/// Rank every image under `source` with the model in `comparators`.
+/// Rank every image under `source` with the model in `comparators`. When `stop` completes first
+/// (Ctrl-C, for the command line), the run saves its answers (with `--resume`) and ends in
+/// [`Interrupted`].
 pub async fn run(
     source: &Source,
     comparators: Comparators,
     options: &RunOptions,
     progress: Arc<dyn Progress>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
     let mut config = Config::default();
     config.pipeline.num_loaders = options.concurrency.max(1);
@@ -162,13 +165,8 @@ pub async fn run(
     let mut interrupted = false;
     let report = tokio::select! {
         report = &mut reported => report,
-        _ = tokio::signal::ctrl_c() => {
+        () = stop => {
             interrupted = true;
-            // The coordinator saves what it has; a second Ctrl-C does not wait for that.
-            tokio::spawn(async {
-                let _ = tokio::signal::ctrl_c().await;
-                std::process::exit(i32::from(crate::exit::INTERRUPTED));
-            });
             let _ = coordinator.cast(CoordinatorMsg::Interrupt);
             reported.await
         }
@@ -283,7 +281,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(run(&source, Comparators::new(copies), &options, Arc::new(Quiet)))
+        let never = std::future::pending();
+        runtime.block_on(run(&source, Comparators::new(copies), &options, Arc::new(Quiet), never))
     }
 
     /// Two devices share the groups of one job, and the ranking is the one a single device gives.
