@@ -82,10 +82,10 @@ pub fn read_truth(
     let name = table.pick(path, name_column, &NAME_COLUMNS, "--truth-name", false)?;
     let score = table.pick(path, score_column, &SCORE_COLUMNS, "--truth-score", true)?;
     let mut scored = Scored::default();
-    let mut seen = HashMap::new();
+    let mut seen: HashMap<&str, u64> = HashMap::with_capacity(table.rows.len());
     for (line, row) in &table.rows {
         let image = field(row, name);
-        if let Some(first) = seen.insert(image.to_owned(), line) {
+        if let Some(first) = seen.insert(image, *line) {
             return Err(UsageError(format!(
                 "{}: {image} is scored twice, on lines {first} and {line}",
                 path.display()
@@ -128,7 +128,7 @@ fn read_json_ranking(path: &Path, text: &str) -> Result<Scored> {
 /// numbers.
 struct Table {
     header: Option<Vec<String>>,
-    rows: Vec<(u64, Vec<String>)>,
+    rows: Vec<(u64, csv::StringRecord)>,
 }
 
 impl Table {
@@ -140,25 +140,25 @@ impl Table {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
                     .flexible(true)
+                    .trim(csv::Trim::All)
                     .delimiter(delimiter)
                     .from_reader(text.as_bytes());
                 let mut rows = Vec::new();
                 for row in reader.records() {
                     let row = row.map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-                    let line = row.position().map_or(0, |p| p.line());
-                    rows.push((line, row.iter().map(|f| f.trim().to_owned()).collect::<Vec<_>>()));
+                    rows.push((row.position().map_or(0, |p| p.line()), row));
                 }
                 rows
             }
             None => (1..)
                 .zip(text.lines())
-                .map(|(line, l)| (line, l.split_whitespace().map(str::to_owned).collect()))
+                .map(|(line, l)| (line, l.split_whitespace().collect()))
                 .collect(),
         };
         rows.retain(|(_, row)| row.iter().any(|f| !f.is_empty()));
-        let is_data = |row: &[String]| row.iter().any(|f| f.parse::<f64>().is_ok_and(f64::is_finite));
+        let is_data = |row: &csv::StringRecord| row.iter().any(|f| f.parse::<f64>().is_ok_and(f64::is_finite));
         let header = match rows.first() {
-            Some((_, first)) if !is_data(first) => Some(rows.remove(0).1),
+            Some((_, first)) if !is_data(first) => Some(rows.remove(0).1.iter().map(str::to_owned).collect()),
             _ => None,
         };
         Ok(Self { header, rows })
@@ -207,8 +207,8 @@ impl Table {
     }
 }
 
-fn field(row: &[String], column: usize) -> &str {
-    row.get(column).map_or("", String::as_str)
+fn field(row: &csv::StringRecord, column: usize) -> &str {
+    row.get(column).unwrap_or("")
 }
 
 fn number(path: &Path, line: u64, value: &str) -> Result<f64> {
