@@ -262,20 +262,25 @@ fn checkpointed_answers(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// `qrank rank examples/photos` with `model` at 2 calls per image, `--resume dir`.
+/// `qrank rank examples/photos` with `model` at 2 calls per image (unless `extra` says), with
+/// `--resume dir`.
 fn rank_resumable(model: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let budget = if extra.contains(&"--budget") {
+        vec![]
+    } else {
+        vec!["--budget", "2"]
+    };
     let mut args = vec![
         "rank",
         "examples/photos",
         "--model",
         model.to_str().unwrap(),
-        "--budget",
-        "2",
         "--format",
         "json",
         "--resume",
         dir.to_str().unwrap(),
     ];
+    args.extend_from_slice(&budget);
     args.extend_from_slice(extra);
     qrank(&args)
 }
@@ -334,6 +339,22 @@ fn rank_resume_takes_up_a_stopped_run() {
             && stderr.contains("\"sharpness\""),
         "{stderr}"
     );
+}
+
+/// A finished run's answers serve a later run with a larger budget: the plan asks for the same
+/// groups first, so only the calls the budget adds go to the model, and the ranking is the one
+/// the larger budget gives from scratch.
+#[test]
+fn rank_resume_spends_a_raised_budget_on_new_calls_only() {
+    let model = tiny_checkpoint();
+    let dir = tempfile::tempdir().unwrap();
+    ok_json(&rank_resumable(model.path(), dir.path(), &[]));
+    let raised = ok_json(&rank_resumable(model.path(), dir.path(), &["--budget", "3"]));
+    assert_eq!(raised["stats"]["num_groups_resumed"], 40);
+    assert_eq!(raised["stats"]["num_model_calls"], 20);
+    let fresh = tempfile::tempdir().unwrap();
+    let from_scratch = ok_json(&rank_resumable(model.path(), fresh.path(), &["--budget", "3"]));
+    assert_same_ranking(&from_scratch, &raised);
 }
 
 /// Start `qrank rank examples/photos` with `model` at 2 calls per image and `--resume dir`, and
