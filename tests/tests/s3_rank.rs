@@ -2,8 +2,8 @@
 //!
 //! These tests prove what unit tests cannot: that `qrank rank s3://…` lists, fetches and names
 //! objects through `object_store` with credentials taken from the `AWS_*` environment, that bad
-//! files in a bucket are reported one by one instead of failing the run, and that the exit code
-//! tells a script what happened.
+//! files in a bucket are reported one by one instead of failing the run, that the exit code
+//! tells a script what happened, and that a `--resume` folder can be a bucket prefix.
 //!
 //! The server is described by `QRANK_TEST_S3_ENDPOINT`, `QRANK_TEST_S3_BUCKET`,
 //! `QRANK_TEST_S3_REGION`, `QRANK_TEST_S3_ACCESS_KEY` and `QRANK_TEST_S3_SECRET_KEY`
@@ -92,6 +92,26 @@ impl Prefix {
     /// The name qrank reports for `PREFIX/key`.
     fn display_name(&self, key: &str) -> String {
         format!("{}{key}", self.url())
+    }
+
+    /// Every key under the prefix, relative to it, in order.
+    fn keys(&self) -> Vec<String> {
+        let prefix = Path::from(self.name.as_str());
+        let objects: Vec<_> = self
+            .runtime
+            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("listing {prefix}: {e}"));
+        let mut keys: Vec<String> = objects
+            .into_iter()
+            .map(|o| {
+                o.location
+                    .as_ref()
+                    .trim_start_matches(&format!("{}/", self.name))
+                    .to_owned()
+            })
+            .collect();
+        keys.sort();
+        keys
     }
 }
 
@@ -361,4 +381,57 @@ fn wrong_secret_fails_and_names_the_bucket() {
     prefix.upload_files(&good_photos()[..1]);
     let run = rank(&s3, "not-the-secret", &prefix.url(), &[]);
     assert_source_failure(&run, &s3.bucket, "403");
+}
+
+/// The tiny Co-Instruct test checkpoint laid out as a model folder (random weights: the answers
+/// mean nothing, but they are a comparing model's).
+fn tiny_model() -> tempfile::TempDir {
+    let root = workspace_root();
+    let golden = root.join("engine/tests/golden/coinstruct-tiny");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    for (from, to) in [
+        (golden.join("config.json"), "config.json"),
+        (golden.join("weights.safetensors"), "model.safetensors"),
+        (root.join("actors/tests/data/tiny-tokenizer.json"), "tokenizer.json"),
+    ] {
+        std::fs::copy(&from, dir.path().join(to)).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+    }
+    dir
+}
+
+/// `qrank rank --resume s3://...` keeps its answers in the bucket, and the same command takes
+/// every one of them from there: the model is asked nothing the second time. Only numbered
+/// checkpoint parts are left under the prefix (the write check removes its probe).
+#[test]
+fn resume_keeps_a_runs_answers_in_the_bucket() {
+    let Some(s3) = s3_server() else { return };
+    let prefix = Prefix::new(&s3, "resume");
+    let model = tiny_model();
+    let folder = workspace_root().join("examples/photos");
+    let args = [
+        "--model",
+        model.path().to_str().expect("a UTF-8 path"),
+        "--budget",
+        "2",
+        "--resume",
+        &prefix.url(),
+    ];
+    let first = rank(&s3, &s3.secret_key, &folder.to_string_lossy(), &args);
+    assert_eq!(first.code, EXIT_OK, "{first:#?}");
+    assert_eq!(first.json()["stats"]["num_model_calls"], 40, "{first:#?}");
+    let keys = prefix.keys();
+    assert!(!keys.is_empty(), "answers are saved");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("checkpoint/") && k.ends_with(".jsonl")),
+        "{keys:?}"
+    );
+
+    let again = rank(&s3, &s3.secret_key, &folder.to_string_lossy(), &args);
+    assert_eq!(again.code, EXIT_OK, "{again:#?}");
+    let stats = &again.json()["stats"];
+    assert_eq!(
+        (stats["num_groups_resumed"].as_u64(), stats["num_model_calls"].as_u64()),
+        (Some(40), Some(0))
+    );
 }
