@@ -195,10 +195,11 @@ pub struct RankArgs {
         long,
         value_name = "DIR",
         long_help = "Save every answer of a comparing model (Co-Instruct) under DIR (a folder or an object-store \
-                       URL; the answers go in DIR/checkpoint/), and take up a run stopped part-way (Ctrl-C, a \
-                       closed laptop) from it: the same command again asks the model only about the groups not yet \
-                       answered, and at most the last few answers before the stop are asked again. Answers from \
-                       another model or question are not reused. `qrank fit DIR` re-fits them."
+                       URL; the answers go in DIR/checkpoint/), and take up a run stopped part-way from it: the \
+                       same command again asks the model only about the groups not yet answered. Ctrl-C saves every \
+                       answer before the run stops; a crash or a closed laptop loses only those of the last few \
+                       seconds. A finished run given a larger --budget asks only for the calls the budget adds. \
+                       Answers from another model or question are not reused. `qrank fit DIR` re-fits them."
     )]
     pub resume: Option<String>,
     #[command(flatten)]
@@ -229,8 +230,9 @@ pub struct FitArgs {
 pub struct EvalArgs {
     /// A ranking from `qrank rank`, CSV or JSON.
     pub ranking: PathBuf,
-    /// The human scores: a CSV with an image-name column and a score column.
-    #[arg(long, value_name = "CSV")]
+    /// The human scores: a CSV with an image-name column and a score column, or name and score
+    /// lines with no header.
+    #[arg(long, value_name = "FILE")]
     pub truth: PathBuf,
     /// The truth's image-name column, if not one of the usual names.
     #[arg(long, value_name = "COLUMN")]

@@ -105,7 +105,7 @@ pub fn agreement(joined: &Joined, fraction: f64) -> Agreement {
     }
 }
 
-/// `qrank eval RANKING --truth CSV`.
+/// `qrank eval RANKING --truth FILE`.
 pub fn eval(args: EvalArgs) -> Result<u8> {
     if !(args.fraction > 0.0 && args.fraction < 1.0) {
         return Err(UsageError(format!("--fraction must be between 0 and 1, got {}", args.fraction)).into());
@@ -173,7 +173,8 @@ pub fn eval(args: EvalArgs) -> Result<u8> {
         .unwrap_or_default();
     println!("SRCC  {:.4}{interval}", figures.srcc);
     println!("KRCC  {:.4}", figures.krcc);
-    let percent = figures.fraction * 100.0;
+    // Rounded, so that 0.07 reads 7, not 7.000000000000001.
+    let percent = (figures.fraction * 100_000.0).round() / 1000.0;
     let images = if figures.fraction_count == 1 { "image" } else { "images" };
     for (side, precision) in [("best", figures.best_precision), ("worst", figures.worst_precision)] {
         println!(
