@@ -1,7 +1,8 @@
 //! How far one ordering of items agrees with another: a ranking against the truth, where the
 //! truth is human opinion scores (MOS) for `qrank eval`, or a simulation's latent scores for the
 //! benches. The rank correlations are the ones image-quality work reports (SRCC, KRCC), with ties
-//! counted as scipy counts them, so figures can be compared with published ones.
+//! counted as scipy counts them, so figures can be compared with published ones. The values
+//! must be numbers: NaN has no place in an order (`qrank eval` refuses it when reading).
 
 /// Ranks from 1, ties sharing the mean of the ranks they span (scipy's `rankdata` "average").
 pub fn average_ranks(values: &[f64]) -> Vec<f64> {
