@@ -44,7 +44,7 @@ pub enum Command {
     /// Measure a ranking against human opinion scores: SRCC, KRCC, and the best and worst
     /// fraction's precision.
     #[command(
-        after_help = "RANKING is what `qrank rank` wrote (CSV or JSON). TRUTH holds the human scores as \
+        after_help = "RANKING is what `qrank rank` wrote (CSV or JSON), or a service job's result.json. TRUTH holds the human scores as \
         image-quality datasets ship them: a CSV with a header (KonIQ-10k, KADID-10k), whose image-name \
         column is by default the first of name, image_name, image, dist_img, filename, file, path, and \
         whose score column the first of MOS, score, DMOS, MOS_zscore, rating (any case); or lines of a \
@@ -228,7 +228,7 @@ pub struct FitArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A ranking from `qrank rank`, CSV or JSON.
+    /// A ranking from `qrank rank` (CSV or JSON), or a service job's result.json.
     pub ranking: PathBuf,
     /// The human scores: a CSV with an image-name column and a score column, or name and score
     /// lines with no header.

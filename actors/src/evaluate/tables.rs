@@ -1,9 +1,9 @@
-//! Reading the two sides of `qrank eval`: a ranking `qrank rank` wrote, and human scores in the
-//! forms image-quality datasets ship them. KonIQ-10k and KADID-10k: a CSV with a header
-//! (`image_name,...,MOS,...`; `dist_img,ref_img,dmos,var`). TID2013: `mos_with_names.txt`, a
-//! score and a name a line, split by spaces, no header. PIPAL: `name,score` lines, no header.
-//! So the delimiter is read off the first line (a comma, else a semicolon, else a tab, else
-//! spaces), and a first line holding a number is data, not a header.
+//! Reading the two sides of `qrank eval`: a ranking that `qrank rank` or the service wrote, and
+//! human scores in the forms image-quality datasets ship them. KonIQ-10k and KADID-10k: a CSV
+//! with a header (`image_name,...,MOS,...`; `dist_img,ref_img,dmos,var`). TID2013:
+//! `mos_with_names.txt`, a score and a name a line, split by spaces, no header. PIPAL:
+//! `name,score` lines, no header. So the delimiter is read off the first line (a comma, else a
+//! semicolon, else a tab, else spaces), and a first line holding a number is data, not a header.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -104,20 +104,27 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// `ranking.items` of a `qrank rank --format json` output.
+/// The items of a JSON ranking: `ranking.items` (`name`, `score`) of a `qrank rank --format
+/// json` output, or `items` (`uri`, `score`) of the `result.json` the service writes under a
+/// job's output prefix.
 fn read_json_ranking(path: &Path, text: &str) -> Result<Scored> {
     let shown = path.display();
     let report: serde_json::Value =
         serde_json::from_str(text).map_err(|e| UsageError(format!("{shown}: not a qrank JSON ranking: {e}")))?;
-    let items = report["ranking"]["items"].as_array().ok_or_else(|| {
-        UsageError(format!(
-            "{shown}: no ranking.items: not a `qrank rank --format json` output"
-        ))
-    })?;
+    let (items, name_key) = match (report["ranking"]["items"].as_array(), report["items"].as_array()) {
+        (Some(items), _) => (items, "name"),
+        (None, Some(items)) => (items, "uri"),
+        (None, None) => {
+            return Err(UsageError(format!(
+                "{shown}: neither ranking.items (`qrank rank --format json`) nor items (a service result)"
+            ))
+            .into())
+        }
+    };
     let mut scored = Scored::default();
     for (i, item) in items.iter().enumerate() {
-        let (Some(name), Some(score)) = (item["name"].as_str(), item["score"].as_f64()) else {
-            return Err(UsageError(format!("{shown}: ranking.items[{i}] lacks a name or a score")).into());
+        let (Some(name), Some(score)) = (item[name_key].as_str(), item["score"].as_f64()) else {
+            return Err(UsageError(format!("{shown}: item {i} lacks a {name_key} or a score")).into());
         };
         scored.push(name, score);
     }
@@ -255,6 +262,23 @@ mod tests {
         assert_eq!(pipal.scored.scores, [1400.2]);
         let semicolons = truth_of("file;quality\na.jpg;2,5\n", Some("file"), Some("2"));
         assert!(semicolons.unwrap_err().to_string().contains("\"2,5\" is not a number"));
+    }
+
+    /// A service's `result.json` names its images by `uri`.
+    #[test]
+    fn a_service_result_is_a_ranking_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result.json");
+        let result = r#"{"job_id": "j", "items": [{"uri": "s3://b/in/a.jpg", "score": 1.5, "rank": 1}]}"#;
+        std::fs::write(&path, result).unwrap();
+        let scored = read_ranking(&path).unwrap();
+        assert_eq!(
+            (scored.names, scored.scores),
+            (vec!["s3://b/in/a.jpg".to_owned()], vec![1.5])
+        );
+        std::fs::write(&path, r#"{"ranking": {}}"#).unwrap();
+        let err = read_ranking(&path).unwrap_err().to_string();
+        assert!(err.contains("neither ranking.items"), "{err}");
     }
 
     #[test]
