@@ -151,7 +151,7 @@ pub async fn run(
         reply_routing_key: String::new(),
         progress_routing_key: None,
     };
-    let (report, reported) = oneshot::channel();
+    let (report, mut reported) = oneshot::channel();
     let arguments = coordinator::Arguments {
         ctx,
         spec,
@@ -161,21 +161,17 @@ pub async fn run(
         .await
         .context("starting the job")?;
     coordinator.cast(CoordinatorMsg::Start)?;
-    let mut reported = reported;
-    let mut interrupted = false;
-    let report = tokio::select! {
-        report = &mut reported => report,
+    let (report, interrupted) = tokio::select! {
+        report = &mut reported => (report, false),
         () = stop => {
-            interrupted = true;
             let _ = coordinator.cast(CoordinatorMsg::Interrupt);
-            reported.await
+            (reported.await, true)
         }
-    }
-    .context("the job stopped without a report");
+    };
     supervisor.stop_children(None);
     supervisor.stop(None);
     let _ = supervisor_done.await;
-    let mut report = match report? {
+    let mut report = match report.context("the job stopped without a report")? {
         Err(reason) if interrupted => return Err(Interrupted(reason).into()),
         report => report.map_err(|e| anyhow::anyhow!(e).context(format!("ranking {}", source.url())))?,
     };
