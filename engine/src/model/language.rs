@@ -31,8 +31,13 @@ fn runs(modalities: &[Modality]) -> Vec<(usize, usize, Modality)> {
     out
 }
 
-/// Applies `f(way, run)` to each run of `x` (`[b, seq, ..]`) and stitches the results.
-fn per_run(
+/// Applies `f(way, rows)` to the tokens of each modality and puts the rows back in order.
+///
+/// `f` works row by row (a norm or a projection), so it may take all the rows of one modality
+/// at once: one product per weight instead of one per run. A group-of-4 prompt has 9 runs, and
+/// each product packs its whole weight matrix, so per run the packing outweighed the arithmetic
+/// of the small products it served.
+fn per_modality(
     x: &Tensor,
     runs: &[(usize, usize, Modality)],
     f: impl Fn(usize, &Tensor) -> Result<Tensor>,
@@ -40,9 +45,29 @@ fn per_run(
     if let [(_, _, m)] = runs {
         return f(usize::from(*m), x);
     }
+    let mut outputs: [Option<Tensor>; 2] = [None, None];
+    for (way, output) in outputs.iter_mut().enumerate() {
+        let rows = runs
+            .iter()
+            .filter(|&&(_, _, m)| usize::from(m) == way)
+            .map(|&(start, len, _)| x.narrow(1, start, len))
+            .collect::<Result<Vec<_>>>()?;
+        if !rows.is_empty() {
+            *output = Some(f(way, &Tensor::cat(&rows, 1)?)?);
+        }
+    }
+    let mut taken = [0usize; 2];
     let parts = runs
         .iter()
-        .map(|&(start, len, m)| f(usize::from(m), &x.narrow(1, start, len)?))
+        .map(|&(_, len, m)| {
+            let way = usize::from(m);
+            let Some(output) = outputs.get(way).and_then(Option::as_ref) else {
+                candle_core::bail!("token modality {m} is neither text (0) nor image (1)")
+            };
+            let part = output.narrow(1, taken[way], len);
+            taken[way] += len;
+            part
+        })
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&parts, 1)
 }
@@ -143,14 +168,14 @@ impl DecoderLayer {
     }
 
     fn forward(&self, x: &Tensor, step: &Step, cache: &mut KvCache, index: usize) -> Result<Tensor> {
-        let normed = per_run(x, &step.runs, |m, x| self.input_layernorm[m].forward(x))?;
+        let normed = per_modality(x, &step.runs, |m, x| self.input_layernorm[m].forward(x))?;
         let q = split_heads(&self.q_proj.forward(&normed)?, self.num_heads)?;
         let k = split_heads(
-            &per_run(&normed, &step.runs, |m, x| self.k_proj[m].forward(x))?,
+            &per_modality(&normed, &step.runs, |m, x| self.k_proj[m].forward(x))?,
             self.num_kv_heads,
         )?;
         let v = split_heads(
-            &per_run(&normed, &step.runs, |m, x| self.v_proj[m].forward(x))?,
+            &per_modality(&normed, &step.runs, |m, x| self.v_proj[m].forward(x))?,
             self.num_kv_heads,
         )?;
         let q = candle_nn::rotary_emb::rope(&q, &step.cos, &step.sin)?;
@@ -160,7 +185,7 @@ impl DecoderLayer {
         let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
         let context = attention(&q, &k, &v, step.mask.as_ref())?;
         let x = (x + self.o_proj.forward(&merge_heads(&context)?)?)?;
-        let normed = per_run(&x, &step.runs, |m, x| self.post_attention_layernorm[m].forward(x))?;
+        let normed = per_modality(&x, &step.runs, |m, x| self.post_attention_layernorm[m].forward(x))?;
         let gated = (candle_nn::ops::silu(&self.gate_proj.forward(&normed)?)? * self.up_proj.forward(&normed)?)?;
         x + self.down_proj.forward(&gated)?
     }

@@ -61,6 +61,7 @@ mod abstractor;
 mod cache;
 mod comparator;
 mod config;
+mod cpu_ops;
 mod device;
 mod error;
 mod language;

@@ -12,11 +12,17 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::VisionConfig;
+use super::cpu_ops;
 use super::layers::{attention, merge_heads, LayerNorm, Linear};
 
 /// `x · sigmoid(1.702 x)`, the activation CLIP was trained with.
-fn quick_gelu(x: &Tensor) -> Result<Tensor> {
-    x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
+fn quick_gelu(x: Tensor) -> Result<Tensor> {
+    if cpu_ops::is_cpu_f32(&x) && x.is_contiguous() {
+        // `x` is fc1's fresh output, held nowhere else.
+        cpu_ops::quick_gelu_in_place(&x)?;
+        return Ok(x);
+    }
+    &x * candle_nn::ops::sigmoid(&(&x * 1.702)?)?
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +126,7 @@ impl EncoderLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?)?)?;
         let mlp = self.fc2.forward(&quick_gelu(
-            &self.fc1.forward(&self.post_attention_layernorm.forward(&x)?)?,
+            self.fc1.forward(&self.post_attention_layernorm.forward(&x)?)?,
         )?)?;
         x + mlp
     }
@@ -164,14 +170,22 @@ impl VisionTower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
-    fn quick_gelu_matches_its_definition() {
-        let x = Tensor::new(&[-2.0f32, 0.0, 0.5, 3.0], &Device::Cpu).unwrap();
-        let y: Vec<f32> = quick_gelu(&x).unwrap().to_vec1().unwrap();
-        for (xi, yi) in [-2.0f32, 0.0, 0.5, 3.0].iter().zip(y) {
-            assert!((yi - xi / (1.0 + (-1.702 * xi).exp())).abs() < 1e-6);
+    fn quick_gelu_in_place_agrees_with_candles_ops() {
+        // f32 on the CPU takes the in-place kernel, f64 the chain of candle ops.
+        let xs = [-2.0f64, -0.3, 0.0, 0.5, 3.0, 40.0];
+        let kernel: Vec<f32> = quick_gelu(Tensor::new(&xs, &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let ops: Vec<f64> = quick_gelu(Tensor::new(&xs, &Device::Cpu).unwrap())
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for ((x, k), o) in xs.iter().zip(kernel).zip(ops) {
+            assert!((f64::from(k) - o).abs() < 1e-5, "{x}: {k} vs {o}");
         }
     }
 }

@@ -1,0 +1,206 @@
+//! CPU f32 kernels that each replace a chain of candle ops in the towers' inner loops: a linear
+//! layer's bias add, CLIP's quick GELU and a two-pass layer norm.
+//!
+//! Every candle op allocates its output. At the vision tower's sizes a tensor is 17 to 67 MB
+//! (`[4100, 1024]` to `[4100, 4096]` in f32), and an allocation that large is mapped fresh from
+//! the kernel and faulted in page by page on first touch: on the 2-core development machine the
+//! page faults cost more than the arithmetic of the ops that caused them. The chains here
+//! allocated one tensor per step (layer norm five: centred, squared, normalised, scaled,
+//! shifted; quick GELU three). These kernels write the bias and the activation in place, into a
+//! matrix product's fresh output that nothing else holds, and the layer norm once, and they split
+//! the rows across rayon's threads where candle's elementwise ops run on one. Other devices and
+//! dtypes keep candle's ops.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows per rayon task: enough work per task that splitting costs nothing measurable.
+const MIN_ELEMS_PER_TASK: usize = 1 << 14;
+
+/// Whether `x` is on the CPU in f32, where these kernels apply.
+pub(crate) fn is_cpu_f32(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op} takes f32")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} takes contiguous input")
+    };
+    Ok(&data[start..end])
+}
+
+fn contiguous_f32_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op} takes f32")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} takes contiguous input")
+    };
+    Ok(&mut data[start..end])
+}
+
+/// Rows of `width` per rayon task, at least one.
+fn rows_per_task(width: usize) -> usize {
+    MIN_ELEMS_PER_TASK.div_ceil(width.max(1)).max(1)
+}
+
+struct AddBias;
+
+impl InplaceOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "qrank-add-bias"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, bias: &CpuStorage, bias_l: &Layout) -> Result<()> {
+        let bias = contiguous_f32(bias, bias_l, self.name())?;
+        let y = contiguous_f32_mut(dst, dst_l, self.name())?;
+        let width = bias.len();
+        if width == 0 || y.len() % width != 0 {
+            candle_core::bail!("bias of {width} does not divide an output of {}", y.len())
+        }
+        y.par_chunks_mut(width * rows_per_task(width)).for_each(|rows| {
+            for row in rows.chunks_exact_mut(width) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `y += bias` over the last dimension, in place. `y` must be a fresh, contiguous result that no
+/// other tensor shares (a matrix product's output), since every view of its storage changes.
+pub(crate) fn add_bias_in_place(y: &Tensor, bias: &Tensor) -> Result<()> {
+    y.inplace_op2(&bias.contiguous()?, &AddBias)
+}
+
+struct QuickGelu;
+
+impl InplaceOp1 for QuickGelu {
+    fn name(&self) -> &'static str {
+        "qrank-quick-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let x = contiguous_f32_mut(storage, layout, self.name())?;
+        x.par_chunks_mut(MIN_ELEMS_PER_TASK).for_each(|part| {
+            for v in part {
+                *v /= 1.0 + (-1.702 * *v).exp();
+            }
+        });
+        Ok(())
+    }
+}
+
+/// CLIP's `x · sigmoid(1.702 x)`, in place, with the same ownership rule as [`add_bias_in_place`].
+pub(crate) fn quick_gelu_in_place(x: &Tensor) -> Result<()> {
+    x.inplace_op1(&QuickGelu)
+}
+
+struct LayerNorm<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+    eps: f64,
+}
+
+impl CustomOp1 for LayerNorm<'_> {
+    fn name(&self) -> &'static str {
+        "qrank-layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout, self.name())?;
+        let width = self.weight.len();
+        if width == 0 || x.len() % width != 0 || layout.dims().last() != Some(&width) {
+            candle_core::bail!("layer norm of {width} over a tensor of shape {:?}", layout.dims())
+        }
+        let mut out = vec![0f32; x.len()];
+        let per_task = width * rows_per_task(width);
+        out.par_chunks_mut(per_task)
+            .zip(x.par_chunks(per_task))
+            .for_each(|(out_rows, x_rows)| {
+                for (o, row) in out_rows.chunks_exact_mut(width).zip(x_rows.chunks_exact(width)) {
+                    self.row(row, o);
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+impl LayerNorm<'_> {
+    /// Mean, then the variance of the centred values, both summed in f64: CLIP's residual
+    /// stream carries values in the hundreds, where E[x²] − E[x]² in f32 loses the variance.
+    fn row(&self, x: &[f32], out: &mut [f32]) {
+        let n = x.len() as f64;
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (var + self.eps).sqrt();
+        let (mean, inv) = (mean as f32, inv as f32);
+        for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(self.weight).zip(self.bias) {
+            *o = (v - mean) * inv * w + b;
+        }
+    }
+}
+
+/// Layer norm over the last dimension of a CPU f32 tensor, into a new tensor.
+pub(crate) fn layer_norm(x: &Tensor, weight: &[f32], bias: &[f32], eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&LayerNorm { weight, bias, eps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(data: &[f32], shape: (usize, usize)) -> Tensor {
+        Tensor::from_slice(data, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn bias_is_added_to_every_row() {
+        let y = cpu(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3))
+            .matmul(&Tensor::eye(3, DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+        add_bias_in_place(&y, &Tensor::new(&[10f32, 20.0, 30.0], &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), [[11.0, 22.0, 33.0], [14.0, 25.0, 36.0]]);
+    }
+
+    #[test]
+    fn bias_of_the_wrong_width_is_refused() {
+        let y = cpu(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], (2, 3)).copy().unwrap();
+        let err = add_bias_in_place(&y, &Tensor::new(&[1f32, 2.0, 3.0, 4.0], &Device::Cpu).unwrap());
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn quick_gelu_matches_its_definition() {
+        let xs = [-2.0f32, 0.0, 0.5, 3.0, -90.0];
+        let x = Tensor::new(&xs, &Device::Cpu).unwrap().copy().unwrap();
+        quick_gelu_in_place(&x).unwrap();
+        for (xi, yi) in xs.iter().zip(x.to_vec1::<f32>().unwrap()) {
+            assert!((yi - xi / (1.0 + (-1.702 * xi).exp())).abs() < 1e-6, "{xi}: {yi}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_the_formula_on_large_offsets() {
+        // A row around 500 with a spread of 1: where E[x²] − E[x]² in f32 would lose the variance.
+        let row: Vec<f32> = (0..64).map(|i| 500.0 + ((i * 37) % 17) as f32 / 8.0).collect();
+        let weight: Vec<f32> = (0..64).map(|i| 0.5 + i as f32 / 64.0).collect();
+        let bias: Vec<f32> = (0..64).map(|i| i as f32 / 10.0).collect();
+        let x = cpu(&[row.clone(), row.iter().map(|v| -v).collect()].concat(), (2, 64));
+        let got = layer_norm(&x, &weight, &bias, 1e-6).unwrap().to_vec2::<f32>().unwrap();
+        for (sign, got_row) in [1.0f64, -1.0].iter().zip(&got) {
+            let vals: Vec<f64> = row.iter().map(|&v| sign * f64::from(v)).collect();
+            let mean = vals.iter().sum::<f64>() / 64.0;
+            let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 64.0;
+            for (i, &g) in got_row.iter().enumerate() {
+                let want = (vals[i] - mean) / (var + 1e-6).sqrt() * f64::from(weight[i]) + f64::from(bias[i]);
+                assert!((f64::from(g) - want).abs() < 1e-4, "{i}: {g} vs {want}");
+            }
+        }
+    }
+}
