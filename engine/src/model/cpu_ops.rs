@@ -13,9 +13,29 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Rows per rayon task: enough work per task that splitting costs nothing measurable.
 const MIN_ELEMS_PER_TASK: usize = 1 << 14;
+
+/// Whether a linear layer over `rows` rows should compute `(W xᵀ)ᵀ` rather than `x Wᵀ` on the
+/// CPU: the same numbers, with the weight's output dimension (1024 and more) along the matrix
+/// kernel's tall side. gemm's kernels work out blocks of 16 (AVX2) or 48 (AVX-512) rows at a
+/// time, so a product of a few rows (a continuation's 30 tokens, a prompt's 48 text tokens)
+/// wastes most of each block. Turned around it took 0.36 ms instead of 1.36 ms at 32 rows
+/// (`[32, 1024] x [1024, 1024]`, AVX-512) and 0.50 ms against 0.53 ms with AVX2; from 65 rows
+/// on, AVX2's kernels did better the usual way, AVX-512's from 256.
+pub(crate) fn turn_product_around(rows: usize) -> bool {
+    static TALL_FROM: OnceLock<usize> = OnceLock::new();
+    let tall_from = *TALL_FROM.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return 256;
+        }
+        65
+    });
+    (2..tall_from).contains(&rows)
+}
 
 /// Whether `x` is on the CPU in f32, where these kernels apply.
 pub(crate) fn is_cpu_f32(x: &Tensor) -> bool {
