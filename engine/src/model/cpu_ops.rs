@@ -14,9 +14,8 @@
 //! kernels, before short products were turned around). Other devices and dtypes keep candle's
 //! ops.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::OnceLock;
 
 /// Rows per rayon task: enough work per task that splitting costs nothing measurable.
 const MIN_ELEMS_PER_TASK: usize = 1 << 14;
@@ -29,15 +28,12 @@ const MIN_ELEMS_PER_TASK: usize = 1 << 14;
 /// (`[32, 1024] x [1024, 1024]`, AVX-512) and 0.50 ms against 0.53 ms with AVX2; from 65 rows
 /// on, AVX2's kernels did better the usual way, AVX-512's from 256.
 pub(crate) fn turn_product_around(rows: usize) -> bool {
-    static TALL_FROM: OnceLock<usize> = OnceLock::new();
-    let tall_from = *TALL_FROM.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return 256;
-        }
-        65
-    });
-    (2..tall_from).contains(&rows)
+    // The standard library caches what the CPU has; asking again is a load.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return (2..256).contains(&rows);
+    }
+    (2..65).contains(&rows)
 }
 
 /// Whether `x` is on the CPU in f32, where these kernels apply.
@@ -45,7 +41,7 @@ pub(crate) fn is_cpu_f32(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op} takes f32")
     };
@@ -124,46 +120,58 @@ pub(crate) fn quick_gelu_in_place(x: &Tensor) -> Result<()> {
     x.inplace_op1(&QuickGelu)
 }
 
-struct LayerNorm<'a> {
-    weight: &'a [f32],
-    bias: &'a [f32],
+struct LayerNorm {
     eps: f64,
 }
 
-impl CustomOp1 for LayerNorm<'_> {
+impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
         "qrank-layer-norm"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout, self.name())?;
-        let width = self.weight.len();
-        if width == 0 || x.len() % width != 0 || layout.dims().last() != Some(&width) {
-            candle_core::bail!("layer norm of {width} over a tensor of shape {:?}", layout.dims())
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        weight: &CpuStorage,
+        weight_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x_data = contiguous_f32(x, x_l, self.name())?;
+        let weight = contiguous_f32(weight, weight_l, self.name())?;
+        let bias = contiguous_f32(bias, bias_l, self.name())?;
+        let width = weight.len();
+        if width == 0 || bias.len() != width || x_l.dims().last() != Some(&width) {
+            candle_core::bail!(
+                "layer norm of {width} weights and {} biases over a tensor of shape {:?}",
+                bias.len(),
+                x_l.dims()
+            )
         }
-        let mut out = vec![0f32; x.len()];
+        let mut out = vec![0f32; x_data.len()];
         let per_task = width * rows_per_task(width);
         out.par_chunks_mut(per_task)
-            .zip(x.par_chunks(per_task))
+            .zip(x_data.par_chunks(per_task))
             .for_each(|(out_rows, x_rows)| {
                 for (o, row) in out_rows.chunks_exact_mut(width).zip(x_rows.chunks_exact(width)) {
-                    self.row(row, o);
+                    self.row(row, weight, bias, o);
                 }
             });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        Ok((CpuStorage::F32(out), x_l.shape().clone()))
     }
 }
 
-impl LayerNorm<'_> {
+impl LayerNorm {
     /// The mean, then the variance of the centred values: CLIP's residual stream carries values
     /// in the hundreds, where E[x²] − E[x]² in f32 loses the variance. Sums run in 16 lanes, so
     /// they vectorise and no single sum grows long.
-    fn row(&self, x: &[f32], out: &mut [f32]) {
+    fn row(&self, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
         let n = x.len() as f32;
         let mean = lane_sum(x, |v| v) / n;
         let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
         let inv = 1.0 / (var + self.eps as f32).sqrt();
-        for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(self.weight).zip(self.bias) {
+        for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
             *o = (v - mean) * inv * w + b;
         }
     }
@@ -183,8 +191,9 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 }
 
 /// Layer norm over the last dimension of a CPU f32 tensor, into a new tensor.
-pub(crate) fn layer_norm(x: &Tensor, weight: &[f32], bias: &[f32], eps: f64) -> Result<Tensor> {
-    x.contiguous()?.apply_op1_no_bwd(&LayerNorm { weight, bias, eps })
+pub(crate) fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3_no_bwd(&weight.contiguous()?, &bias.contiguous()?, &LayerNorm { eps })
 }
 
 #[cfg(test)]
@@ -228,7 +237,11 @@ mod tests {
         let weight: Vec<f32> = (0..64).map(|i| 0.5 + i as f32 / 64.0).collect();
         let bias: Vec<f32> = (0..64).map(|i| i as f32 / 10.0).collect();
         let x = cpu(&[row.clone(), row.iter().map(|v| -v).collect()].concat(), (2, 64));
-        let got = layer_norm(&x, &weight, &bias, 1e-6).unwrap().to_vec2::<f32>().unwrap();
+        let (w, b) = (
+            Tensor::new(weight.as_slice(), &Device::Cpu).unwrap(),
+            Tensor::new(bias.as_slice(), &Device::Cpu).unwrap(),
+        );
+        let got = layer_norm(&x, &w, &b, 1e-6).unwrap().to_vec2::<f32>().unwrap();
         for (sign, got_row) in [1.0f64, -1.0].iter().zip(&got) {
             let vals: Vec<f64> = row.iter().map(|&v| sign * f64::from(v)).collect();
             let mean = vals.iter().sum::<f64>() / 64.0;

@@ -92,9 +92,8 @@ impl Module for LayerNorm {
         if fused_half(x) {
             return candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32);
         }
-        if cpu_ops::is_cpu_f32(x) {
-            let (weight, bias) = (self.weight.to_dtype(DType::F32)?, self.bias.to_dtype(DType::F32)?);
-            return cpu_ops::layer_norm(x, &weight.to_vec1()?, &bias.to_vec1()?, self.eps);
+        if cpu_ops::is_cpu_f32(x) && self.weight.dtype() == DType::F32 && self.bias.dtype() == DType::F32 {
+            return cpu_ops::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
         let dtype = x.dtype();
         let x = x.to_dtype(DType::F32)?;
@@ -128,10 +127,10 @@ const CPU_WHOLE_SCORES_MAX_BYTES: usize = 32 << 20;
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let bytes_per_head = t * k.dim(2)? * DType::F32.size_in_bytes();
-    let heads_per_chunk = (CPU_SCORES_CHUNK_BYTES / bytes_per_head.max(1)).max(1);
     if !q.device().is_cpu() || b * h * bytes_per_head <= CPU_WHOLE_SCORES_MAX_BYTES {
         return attention_whole(q, k, v, mask);
     }
+    let heads_per_chunk = (CPU_SCORES_CHUNK_BYTES / bytes_per_head.max(1)).max(1);
     let flat = |x: &Tensor| -> Result<Tensor> {
         let (_, _, rows, width) = x.dims4()?;
         x.contiguous()?.reshape((b * h, rows, width))

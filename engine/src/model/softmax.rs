@@ -6,8 +6,10 @@
 //! 2 ulp), written without calls or branches so the compiler vectorises the loop. Other dtypes
 //! and devices use candle's kernels.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::cpu_ops;
 
 /// `e^x` for `x ≤ 0` (the softmax inputs after subtracting the row maximum); exactly 0 below
 /// −87, where f32 underflows, so masked (−∞) entries get no weight.
@@ -78,14 +80,9 @@ impl CustomOp1 for FastSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("fast softmax takes f32")
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fast softmax takes contiguous input")
-        };
+        let data = cpu_ops::contiguous_f32(storage, layout, self.name())?;
         let dim = layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = data[start..end].to_vec();
+        let mut out = data.to_vec();
         out.par_chunks_mut(dim).for_each(softmax_row);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -93,7 +90,7 @@ impl CustomOp1 for FastSoftmax {
 
 /// Softmax over the last dimension.
 pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
+    if cpu_ops::is_cpu_f32(x) {
         x.contiguous()?.apply_op1_no_bwd(&FastSoftmax)
     } else {
         candle_nn::ops::softmax_last_dim(x)
@@ -103,6 +100,7 @@ pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn exp_is_accurate_over_the_softmax_range() {
