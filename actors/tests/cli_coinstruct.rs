@@ -251,6 +251,51 @@ fn model_errors_are_clear() {
     );
 }
 
+/// A model that fails on every group (a checkpoint whose position table holds no prompt) fails
+/// the run with the model's reason, rather than printing a ranking fitted to no answers, even
+/// when the run has fewer groups (6 images at 1 call per image) than the 8 failures a running
+/// job bears before it asks whether the model works.
+#[test]
+fn rank_fails_when_the_model_fails_on_most_groups() {
+    let photos = tempfile::tempdir().unwrap();
+    for name in [
+        "astronaut.jpg",
+        "chelsea.jpg",
+        "coffee.jpg",
+        "coffee-blur.jpg",
+        "rocket.jpg",
+        "rocket-noise.jpg",
+    ] {
+        std::fs::copy(repo().join("examples/photos").join(name), photos.path().join(name)).unwrap();
+    }
+    let model = tiny_checkpoint();
+    let config_path = model.path().join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    assert!(config["max_position_embeddings"].is_u64(), "{config}");
+    config["max_position_embeddings"] = 8.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out = qrank(&[
+        "rank",
+        photos.path().to_str().unwrap(),
+        "--model",
+        model.path().to_str().unwrap(),
+        "--budget",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    // "the model failed on N of N groups", N below the 8 that a running job bears.
+    let (failed, of) = stderr
+        .split_once("the model failed on ")
+        .and_then(|(_, rest)| rest.split_once(" groups"))
+        .and_then(|(counts, _)| counts.split_once(" of "))
+        .and_then(|(failed, of)| Some((failed.parse::<u32>().ok()?, of.parse::<u32>().ok()?)))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(failed == of && (1..8).contains(&failed), "{stderr}");
+    assert!(stderr.contains("exceed max_position_embeddings 8"), "{stderr}");
+}
+
 /// The `--resume` folder's answers, one per line of its part files.
 fn checkpointed_answers(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("checkpoint"))

@@ -32,6 +32,20 @@ pub fn qrank_bin() -> PathBuf {
     bin
 }
 
+/// Lay the tiny Co-Instruct test checkpoint out as a model folder in `dir` (random weights: the
+/// answers mean nothing, but they are a comparing model's).
+pub fn tiny_model_into(dir: &Path) {
+    let root = workspace_root();
+    let golden = root.join("engine/tests/golden/coinstruct-tiny");
+    for (from, to) in [
+        (golden.join("config.json"), "config.json"),
+        (golden.join("weights.safetensors"), "model.safetensors"),
+        (root.join("actors/tests/data/tiny-tokenizer.json"), "tokenizer.json"),
+    ] {
+        std::fs::copy(&from, dir.join(to)).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+    }
+}
+
 /// Sorted files of a repository folder with one of `extensions` (any, if empty). Panics on an
 /// empty result, since every caller names a folder of fixtures.
 pub fn files_in(folder: &str, extensions: &[&str]) -> Vec<PathBuf> {

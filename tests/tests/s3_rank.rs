@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use qrank_tests::{bad_fixture_kinds, files_in, qrank_bin, workspace_root, S3Server};
+use qrank_tests::{bad_fixture_kinds, files_in, qrank_bin, tiny_model_into, workspace_root, S3Server};
 use serde_json::Value;
 
 /// Exit codes documented in `qrank --help`.
@@ -383,19 +383,10 @@ fn wrong_secret_fails_and_names_the_bucket() {
     assert_source_failure(&run, &s3.bucket, "403");
 }
 
-/// The tiny Co-Instruct test checkpoint laid out as a model folder (random weights: the answers
-/// mean nothing, but they are a comparing model's).
+/// The tiny Co-Instruct test checkpoint in a folder of its own.
 fn tiny_model() -> tempfile::TempDir {
-    let root = workspace_root();
-    let golden = root.join("engine/tests/golden/coinstruct-tiny");
     let dir = tempfile::tempdir().expect("a temporary folder");
-    for (from, to) in [
-        (golden.join("config.json"), "config.json"),
-        (golden.join("weights.safetensors"), "model.safetensors"),
-        (root.join("actors/tests/data/tiny-tokenizer.json"), "tokenizer.json"),
-    ] {
-        std::fs::copy(&from, dir.path().join(to)).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
-    }
+    tiny_model_into(dir.path());
     dir
 }
 

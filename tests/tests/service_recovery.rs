@@ -1,5 +1,5 @@
-//! `qrank serve` when things go wrong mid-job: a replica killed outright, and a replica told to
-//! stop. Runs against the real RabbitMQ and SeaweedFS (see `service_support`).
+//! `qrank serve` when things go wrong mid-job: a replica killed outright, a replica told to
+//! stop, and a replica whose model fails. Runs against the real RabbitMQ and SeaweedFS (see `service_support`).
 //!
 //! A slow job is made by ranking with group comparisons on one inference thread, one group at a
 //! time, checkpointing after every group: the first checkpoint part proves the job is running.
@@ -9,7 +9,7 @@ mod service_support;
 use std::time::{Duration, Instant};
 
 use protos::v1::RankJob;
-use qrank_tests::files_in;
+use qrank_tests::{files_in, tiny_model_into};
 use service_support::{job, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -187,5 +187,100 @@ async fn sigterm_past_the_grace_period_returns_the_job_to_the_queue() {
         "the job should not have finished"
     );
     assert_eq!(broker.jobs_waiting().await, 1, "the job is back in the queue");
+    broker.close().await;
+}
+
+/// Settings that run the Co-Instruct checkpoint in `model` on the CPU.
+fn on_model(model: &std::path::Path) -> [(&'static str, &str); 2] {
+    [
+        ("QRANK_MODEL__NAME", model.to_str().expect("a UTF-8 path")),
+        ("QRANK_MODEL__DEVICE", "cpu"),
+    ]
+}
+
+/// A replica whose model fails on every device takes no more work: `/healthz` fails (for
+/// Kubernetes to restart it), it stops consuming, and the jobs it held go back to the queue and
+/// wait there. A working replica then answers each of them, once. The broken model is a real
+/// checkpoint whose position table is too short for any prompt, so every call fails in the model.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_whose_model_fails_everywhere_leaves_its_jobs_to_a_working_one() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "broken");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(8).collect();
+    sandbox.upload("images", &photos).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("broken.results").await;
+
+    let (broken_model, working_model) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    tiny_model_into(working_model.path());
+    tiny_model_into(broken_model.path());
+    let config_path = broken_model.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    assert!(config["max_position_embeddings"].is_u64(), "{config}");
+    config["max_position_embeddings"] = 8.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let broken = Service::start(&sandbox, &on_model(broken_model.path())).await;
+    let ids = ["job-a", "job-b", "job-c"];
+    for id in ids {
+        let job = RankJob {
+            output_prefix: sandbox.url(&format!("out-{id}")),
+            ..job(&sandbox, id, "broken.results")
+        };
+        broker.publish_job(&job).await;
+    }
+
+    // The broken replica gives up its jobs and takes no more.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthz = broken.get("/healthz").await.map(|(status, _)| status);
+        let consuming = broken.metrics().await.value("qrank_amqp_consuming");
+        if healthz == Some(503) && consuming == 0.0 && broker.jobs_waiting().await == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "in 60 s: /healthz {healthz:?}, consuming {consuming}, {} jobs waiting:\n{}",
+            broker.jobs_waiting().await,
+            broken.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        broken.log().contains("taking no jobs or shared groups"),
+        "{}",
+        broken.log()
+    );
+    // They stay in the queue, unanswered, while it runs.
+    assert!(Broker::next_result(&mut results, Duration::from_secs(2))
+        .await
+        .is_none());
+    assert_eq!(broker.jobs_waiting().await, 3);
+    let metrics = broken.metrics().await;
+    assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"ranked\"}"), 0.0);
+    assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"failed\"}"), 0.0);
+
+    let working = Service::start(&sandbox, &on_model(working_model.path())).await;
+    let mut answered = Vec::new();
+    for _ in ids {
+        let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("only {answered:?} answered:\n{}", working.log()));
+        assert_eq!(result.failure, "", "{}", result.job_id);
+        assert_eq!(result.items.len(), photos.len(), "{}", result.job_id);
+        answered.push(result.job_id);
+    }
+    answered.sort();
+    assert_eq!(answered, ids);
+    assert!(Broker::next_result(&mut results, Duration::from_secs(2))
+        .await
+        .is_none());
+    assert_eq!(broker.jobs_waiting().await, 0);
+    assert_eq!(
+        broken
+            .metrics()
+            .await
+            .value("qrank_job_completed_total{outcome=\"ranked\"}"),
+        0.0
+    );
     broker.close().await;
 }

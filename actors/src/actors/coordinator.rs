@@ -136,6 +136,8 @@ pub struct State {
     num_groups: u64,
     /// Groups whose comparison failed this run, skipped.
     num_groups_failed: u64,
+    /// Why the last failed group failed, for the job's failure if most of them do.
+    last_group_failure: String,
     num_groups_resumed: u64,
     num_groups_planned: u64,
     num_model_calls: u64,
@@ -180,6 +182,7 @@ impl Actor for Coordinator {
             next_checkpoint_part: 0,
             num_groups: 0,
             num_groups_failed: 0,
+            last_group_failure: String::new(),
             num_groups_resumed: 0,
             num_groups_planned: 0,
             num_model_calls: 0,
@@ -351,6 +354,9 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
         }
         CoordinatorMsg::Ranked(ranking) => {
             let mut ranking = ranking.map_err(|e| anyhow!(e))?;
+            if model_failing(state.num_groups_failed, state.num_groups, true) {
+                return Err(model_failed(state).into());
+            }
             if let Some(reason) = ranking.stop_reason {
                 state
                     .ctx
@@ -420,14 +426,9 @@ async fn compared(
         Err(e) => {
             tracing::warn!(error = %e, "comparison failed; the group is skipped");
             state.num_groups_failed += 1;
-            if model_failing(state.num_groups_failed, state.num_groups) {
-                return Err(ModelFailing(format!(
-                    "the model failed on {} of {} groups, most recently: {e}; a ranking from the \
-                     rest would say little",
-                    state.num_groups_failed,
-                    state.num_groups_failed + state.num_groups
-                ))
-                .into());
+            state.last_group_failure = e.to_string();
+            if model_failing(state.num_groups_failed, state.num_groups, false) {
+                return Err(model_failed(state).into());
             }
         }
     }
@@ -785,9 +786,23 @@ const MIN_FAILED_GROUPS: u64 = 8;
 /// True when most of a job's comparisons fail (a GPU fallen off the bus, a broken model): the
 /// job then fails, and goes back to the queue once, for a replica whose model works, instead of
 /// publishing a ranking fitted to the few answers left, or to none. A group now and then that
-/// fails (an image that cannot be read back) only skips that group.
-fn model_failing(failed: u64, answered: u64) -> bool {
-    failed >= MIN_FAILED_GROUPS && failed > answered
+/// fails (an image that cannot be read back) only skips that group. While the job runs, it is
+/// asked once [`MIN_FAILED_GROUPS`] have failed, so that two failures before the first answer
+/// do not end it; when the job is `done`, whatever their number, so that a small job whose every
+/// group failed is not ranked from nothing.
+fn model_failing(failed: u64, answered: u64, done: bool) -> bool {
+    failed > answered && (done || failed >= MIN_FAILED_GROUPS)
+}
+
+/// The failure of a job whose comparisons mostly failed ([`model_failing`]).
+fn model_failed(state: &State) -> ModelFailing {
+    ModelFailing(format!(
+        "the model failed on {} of {} groups, most recently: {}; a ranking from the rest would say \
+         little",
+        state.num_groups_failed,
+        state.num_groups_failed + state.num_groups,
+        state.last_group_failure
+    ))
 }
 
 /// Most of a job's comparisons failed ([`model_failing`]).
@@ -958,10 +973,18 @@ mod tests {
 
     #[test]
     fn a_job_fails_only_when_most_of_its_groups_do() {
-        assert!(!model_failing(MIN_FAILED_GROUPS - 1, 0));
-        assert!(!model_failing(20, 20));
-        assert!(model_failing(MIN_FAILED_GROUPS, MIN_FAILED_GROUPS - 1));
-        assert!(model_failing(21, 20));
+        assert!(!model_failing(MIN_FAILED_GROUPS - 1, 0, false));
+        assert!(!model_failing(20, 20, false));
+        assert!(model_failing(MIN_FAILED_GROUPS, MIN_FAILED_GROUPS - 1, false));
+        assert!(model_failing(21, 20, false));
+    }
+
+    #[test]
+    fn a_finished_job_fails_when_most_of_its_few_groups_did() {
+        assert!(model_failing(2, 0, true));
+        assert!(model_failing(2, 1, true));
+        assert!(!model_failing(1, 1, true));
+        assert!(!model_failing(0, 0, true));
     }
 
     #[test]

@@ -78,7 +78,21 @@ async fn serve(ctx: Context, delivery: Delivery) {
         }
     };
     let outcome = judge(&ctx, &checked).await;
+    let requeue = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
     if let Err(e) = &outcome {
+        if !ctx.health.alive() {
+            // This replica's model fails on every device: the group is not at fault, and a
+            // working replica should answer it.
+            tracing::info!(job_id = %checked.task.job_id, error = %e, "the model is broken here; returning the shared group");
+            served("requeued");
+            if let Err(e) = delivery.acker.nack(requeue).await {
+                tracing::warn!(error = %e, "returning a shared-group task failed; the broker requeues it");
+            }
+            return;
+        }
         tracing::info!(job_id = %checked.task.job_id, error = %e, "a shared group could not be judged");
     }
     let label = if outcome.is_ok() { "answered" } else { "failed" };
@@ -91,10 +105,6 @@ async fn serve(ctx: Context, delivery: Delivery) {
         Err(e) => {
             tracing::warn!(error = %e, "could not publish a shared-group answer; returning the task");
             served("requeued");
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
             delivery.acker.nack(requeue).await
         }
     };

@@ -6,14 +6,18 @@
 //! for it (`service::shared_groups`), and it obeys a [`Control`] signal: `Draining` cancels the
 //! job and group consumers (in-flight jobs can still be acked, and still receive answers),
 //! `Closing` closes the connection, which returns any unacked job or group task to its queue.
+//!
+//! It also stops taking jobs and shared groups while the model fails on every device
+//! (`Health::model_broken`), so that they wait in their queues for a working replica instead of
+//! failing here until Kubernetes restarts this one, and starts again if the model recovers.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -27,6 +31,7 @@ use crate::actors::publisher::PublisherMsg;
 use crate::actors::{lookup, GROUP_SERVER};
 use crate::config::{redact_url, AmqpConfig};
 
+use super::work_queue::{unique_suffix, WorkQueue};
 use super::Context as ServiceContext;
 
 /// What the connection task should do.
@@ -125,24 +130,36 @@ enum Ended {
     SourceGone,
 }
 
-/// A live connection, ready to consume.
+/// A live connection.
 struct Session {
     connection: Connection,
-    channel: Channel,
-    consumer: lapin::Consumer,
-    consumer_tag: String,
+    jobs: WorkQueue,
     /// Shared-group tasks, when this replica serves them: on a channel of their own, for their
     /// own prefetch.
-    groups: Option<Consuming>,
+    groups: Option<WorkQueue>,
     /// Answers to this replica's shared groups, when it shares any.
-    replies: Option<Consuming>,
+    replies: Option<lapin::Consumer>,
 }
 
-/// A consumer and the channel it runs on.
-struct Consuming {
-    channel: Channel,
-    consumer: lapin::Consumer,
-    tag: String,
+impl Session {
+    /// Take jobs and shared groups (all the more when already taking some).
+    async fn start_taking_work(&mut self, ctx: &ServiceContext) -> Result<()> {
+        self.jobs.start().await?;
+        if let Some(groups) = &mut self.groups {
+            groups.start().await?;
+        }
+        ctx.metrics.amqp_consuming.set(1);
+        Ok(())
+    }
+
+    /// Take no more jobs or shared groups; the ones taken can still be acked.
+    async fn stop_taking_work(&mut self, ctx: &ServiceContext) {
+        ctx.metrics.amqp_consuming.set(0);
+        self.jobs.stop().await;
+        if let Some(groups) = &mut self.groups {
+            groups.stop().await;
+        }
+    }
 }
 
 async fn open_session(ctx: &ServiceContext, publisher: &ActorRef<PublisherMsg>) -> Result<Session> {
@@ -167,18 +184,9 @@ async fn open_session(ctx: &ServiceContext, publisher: &ActorRef<PublisherMsg>) 
     publisher
         .cast(PublisherMsg::Connected(publishing))
         .context("the publisher is gone")?;
-    let consumer_tag = format!("qrank-{}-{}", std::process::id(), rand_suffix());
-    let consumer = channel
-        .basic_consume(
-            amqp.queue.as_str().into(),
-            consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("consuming the job queue")?;
+    let jobs = WorkQueue::new(channel, &amqp.queue, "jobs");
     let groups = if ctx.config.scale.serve_shared_groups && ctx.compares_groups() {
-        Some(consume_groups(&connection, ctx).await?)
+        Some(groups_queue(&connection, ctx).await?)
     } else {
         None
     };
@@ -189,37 +197,25 @@ async fn open_session(ctx: &ServiceContext, publisher: &ActorRef<PublisherMsg>) 
     };
     Ok(Session {
         connection,
-        channel,
-        consumer,
-        consumer_tag,
+        jobs,
         groups,
         replies,
     })
 }
 
-/// Take shared-group tasks, `scale.shared_groups_prefetch` at a time.
-async fn consume_groups(connection: &Connection, ctx: &ServiceContext) -> Result<Consuming> {
+/// The queue of shared-group tasks, taken `scale.shared_groups_prefetch` at a time.
+async fn groups_queue(connection: &Connection, ctx: &ServiceContext) -> Result<WorkQueue> {
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(ctx.config.scale.shared_groups_prefetch, BasicQosOptions::default())
         .await
         .context("setting the shared groups prefetch")?;
-    let tag = format!("qrank-groups-{}-{}", std::process::id(), rand_suffix());
-    let consumer = channel
-        .basic_consume(
-            ctx.config.amqp.groups_queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("consuming the shared groups queue")?;
-    Ok(Consuming { channel, consumer, tag })
+    Ok(WorkQueue::new(channel, &ctx.config.amqp.groups_queue, "shared groups"))
 }
 
 /// This connection's reply queue for answers to shared groups: server-named, exclusive, gone
 /// with the connection. Answers are not acked: one lost is asked for again.
-async fn consume_replies(connection: &Connection, ctx: &ServiceContext) -> Result<Consuming> {
+async fn consume_replies(connection: &Connection, ctx: &ServiceContext) -> Result<lapin::Consumer> {
     let channel = connection.create_channel().await?;
     let exclusive = QueueDeclareOptions {
         exclusive: true,
@@ -230,7 +226,7 @@ async fn consume_replies(connection: &Connection, ctx: &ServiceContext) -> Resul
         .queue_declare("".into(), exclusive, FieldTable::default())
         .await
         .context("declaring the reply queue")?;
-    let tag = format!("qrank-replies-{}-{}", std::process::id(), rand_suffix());
+    let tag = format!("qrank-replies-{}", unique_suffix());
     let no_ack = BasicConsumeOptions {
         no_ack: true,
         ..BasicConsumeOptions::default()
@@ -245,12 +241,7 @@ async fn consume_replies(connection: &Connection, ctx: &ServiceContext) -> Resul
         .await
         .context("consuming the reply queue")?;
     ctx.shared_groups.set_reply_queue(Some(queue.name().to_string()));
-    Ok(Consuming { channel, consumer, tag })
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000
+    Ok(consumer)
 }
 
 /// Run the connection until told to close, or until the job source is gone.
@@ -264,6 +255,7 @@ pub async fn run(
     let min_backoff = Duration::from_millis(amqp.reconnect_min_backoff_ms);
     let max_backoff = Duration::from_millis(amqp.reconnect_max_backoff_ms);
     let mut backoff = min_backoff;
+    let mut model_broken = ctx.health.model_broken.subscribe();
     loop {
         let consuming = *control.borrow() == Control::Consume;
         if !consuming {
@@ -274,8 +266,7 @@ pub async fn run(
             Ok(mut session) => {
                 backoff = min_backoff;
                 set_connected(&ctx, true);
-                tracing::info!(queue = %amqp.queue, prefetch = amqp.prefetch, "consuming jobs");
-                let ended = consume(&ctx, &mut session, &job_source, &mut control).await;
+                let ended = consume(&ctx, &mut session, &job_source, &mut control, &mut model_broken).await;
                 set_connected(&ctx, false);
                 if ended == Ended::SourceGone {
                     ctx.shared_groups.set_reply_queue(None);
@@ -313,16 +304,22 @@ pub async fn run(
     }
 }
 
-/// Forward deliveries until the connection is lost, draining starts or the job source is gone.
+/// Forward deliveries until the connection is lost, draining starts or the job source is gone,
+/// taking work only while the model works on some device.
 async fn consume(
     ctx: &ServiceContext,
     session: &mut Session,
     job_source: &ActorRef<JobSourceMsg>,
     control: &mut watch::Receiver<Control>,
+    model_broken: &mut watch::Receiver<bool>,
 ) -> Ended {
+    let broken = *model_broken.borrow_and_update();
+    if follow_the_model(ctx, session, broken).await.is_err() {
+        return Ended::Lost;
+    }
     loop {
         tokio::select! {
-            task = next_delivery(&mut session.groups) => match task {
+            task = next_group(&mut session.groups) => match task {
                 Some(Ok(task)) => match lookup::<GroupServerMsg>(GROUP_SERVER) {
                     Some(server) => {
                         let _ = server.cast(GroupServerMsg::Delivery(Box::new(task)));
@@ -338,7 +335,7 @@ async fn consume(
                 }
                 None => return Ended::Lost,
             },
-            answer = next_delivery(&mut session.replies) => match answer {
+            answer = next_reply(&mut session.replies) => match answer {
                 Some(Ok(answer)) => ctx.shared_groups.route(&answer),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "reply consumer failed");
@@ -346,7 +343,7 @@ async fn consume(
                 }
                 None => return Ended::Lost,
             },
-            delivery = session.consumer.next() => match delivery {
+            delivery = session.jobs.next() => match delivery {
                 Some(Ok(delivery)) => {
                     if job_source.cast(JobSourceMsg::Delivery(Box::new(delivery))).is_err() {
                         // Closing the connection returns this delivery and any unacked job.
@@ -360,23 +357,18 @@ async fn consume(
                 }
                 None => return Ended::Lost,
             },
+            // The sender lives in the service's context, which outlives this task.
+            Ok(()) = model_broken.changed() => {
+                let broken = *model_broken.borrow_and_update();
+                if follow_the_model(ctx, session, broken).await.is_err() {
+                    return Ended::Lost;
+                }
+            }
             gone = stop_requested(control) => {
                 if gone {
                     return Ended::SourceGone;
                 }
-                let cancel = session
-                    .channel
-                    .basic_cancel(session.consumer_tag.as_str().into(), BasicCancelOptions::default())
-                    .await;
-                if let Err(e) = cancel {
-                    tracing::warn!(error = %e, "cancelling the consumer");
-                }
-                if let Some(groups) = &session.groups {
-                    let cancel = groups.channel.basic_cancel(groups.tag.as_str().into(), BasicCancelOptions::default()).await;
-                    if let Err(e) = cancel {
-                        tracing::warn!(error = %e, "cancelling the shared groups consumer");
-                    }
-                }
+                session.stop_taking_work(ctx).await;
                 tracing::info!("stopped consuming jobs");
                 return Ended::Draining;
             }
@@ -384,10 +376,43 @@ async fn consume(
     }
 }
 
-/// The next delivery of an optional consumer; never, when there is none.
-async fn next_delivery(consuming: &mut Option<Consuming>) -> Option<lapin::Result<lapin::message::Delivery>> {
-    match consuming {
-        Some(consuming) => consuming.consumer.next().await,
+/// Take work while the model works on some device, and none while it is `broken` on all.
+async fn follow_the_model(ctx: &ServiceContext, session: &mut Session, broken: bool) -> Result<()> {
+    let amqp = &ctx.config.amqp;
+    if broken {
+        if session.jobs.taking() {
+            session.stop_taking_work(ctx).await;
+            tracing::error!(
+                queue = %amqp.queue,
+                "the model fails on every device: taking no jobs or shared groups until it works \
+                 again or the pod restarts"
+            );
+        }
+        return Ok(());
+    }
+    if session.jobs.taking() {
+        return Ok(());
+    }
+    if let Err(e) = session.start_taking_work(ctx).await {
+        tracing::warn!(error = format!("{e:#}"), "could not take work from the broker");
+        return Err(e);
+    }
+    tracing::info!(queue = %amqp.queue, prefetch = amqp.prefetch, "consuming jobs");
+    Ok(())
+}
+
+/// The next shared-group task; never, when this replica serves none.
+async fn next_group(groups: &mut Option<WorkQueue>) -> Option<lapin::Result<lapin::message::Delivery>> {
+    match groups {
+        Some(groups) => groups.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next answer to a shared group; never, when this replica shares none.
+async fn next_reply(replies: &mut Option<lapin::Consumer>) -> Option<lapin::Result<lapin::message::Delivery>> {
+    match replies {
+        Some(replies) => replies.next().await,
         None => std::future::pending().await,
     }
 }
@@ -401,7 +426,7 @@ async fn route_replies_until_closing(
 ) {
     loop {
         tokio::select! {
-            answer = next_delivery(&mut session.replies) => match answer {
+            answer = next_reply(&mut session.replies) => match answer {
                 Some(Ok(answer)) => ctx.shared_groups.route(&answer),
                 _ => break,
             },
@@ -419,4 +444,7 @@ async fn stop_requested(control: &mut watch::Receiver<Control>) -> bool {
 fn set_connected(ctx: &ServiceContext, connected: bool) {
     ctx.health.broker_connected.store(connected, Ordering::Relaxed);
     ctx.metrics.amqp_connected.set(i64::from(connected));
+    if !connected {
+        ctx.metrics.amqp_consuming.set(0);
+    }
 }

@@ -5,11 +5,12 @@
 //! take more than its share of the queue and fail every group it takes. So a device whose model
 //! fails [`SICK_AFTER`] calls in a row stops taking work, and the other devices take it. The
 //! last working device is never retired: when it is sick too, `/healthz` fails, so that
-//! Kubernetes restarts the pod, and the jobs whose groups mostly fail meanwhile go back to the
-//! queue (`model_failing` in the coordinator). A failure of one image (a file that cannot be read
-//! back) says nothing of the device and is not counted.
+//! Kubernetes restarts the pod. Meanwhile the replica takes no new jobs or shared groups
+//! (`broker`), and the jobs it holds, whose groups mostly fail, go back to the queue
+//! (`model_failing` in the coordinator) for a working replica. A call that succeeds (an in-flight
+//! group on a device that recovered) ends it all. A failure of one image (a file that cannot be
+//! read back) says nothing of the device and is not counted.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::metrics::Metrics;
@@ -63,7 +64,7 @@ impl DeviceHealth {
         let mut devices = self.lock();
         let Some(reason) = model_failure else {
             devices[device].failures_in_a_row = 0;
-            self.health.model_broken.store(false, Ordering::Relaxed);
+            self.health.set_model_broken(false);
             return;
         };
         devices[device].failures_in_a_row += 1;
@@ -81,7 +82,7 @@ impl DeviceHealth {
                 "the model failed {SICK_AFTER} times in a row on this device; it takes no more work"
             );
         } else {
-            self.health.model_broken.store(true, Ordering::Relaxed);
+            self.health.set_model_broken(true);
             tracing::error!(
                 device = %name,
                 error = reason,
@@ -122,7 +123,7 @@ mod tests {
         assert!(!devices.retired(0));
         fail(&devices, 0, 1);
         assert!(devices.retired(0) && !devices.retired(1));
-        assert!(!health.model_broken.load(Ordering::Relaxed));
+        assert!(health.alive());
         let text = metrics.render();
         for line in [
             "qrank_inference_device_up{device=\"cuda:0\"} 0",
@@ -147,9 +148,9 @@ mod tests {
         fail(&devices, 1, SICK_AFTER);
         fail(&devices, 0, SICK_AFTER);
         assert!(!devices.retired(0), "the last device must keep taking work");
-        assert!(health.model_broken.load(Ordering::Relaxed));
+        assert!(!health.alive());
         // It came back: the process is well again.
         devices.record(0, None);
-        assert!(!health.model_broken.load(Ordering::Relaxed));
+        assert!(health.alive());
     }
 }

@@ -54,7 +54,6 @@ async fn ready(State(probes): State<Probes>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use std::future::IntoFuture;
-    use std::sync::atomic::Ordering;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -81,12 +80,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(axum::serve(listener, router(metrics, health.clone())).into_future());
         assert_eq!(get(addr, "/healthz").await, "HTTP/1.1 200 OK ok");
-        health.model_broken.store(true, Ordering::Relaxed);
+        health.set_model_broken(true);
         assert_eq!(
             get(addr, "/healthz").await,
             "HTTP/1.1 503 Service Unavailable the model fails on every device"
         );
-        health.model_broken.store(false, Ordering::Relaxed);
+        health.set_model_broken(false);
         assert_eq!(get(addr, "/healthz").await, "HTTP/1.1 200 OK ok");
     }
 }

@@ -66,10 +66,14 @@ pub struct Metrics {
     pub shared_groups_published: IntCounterVec,
     /// Shared groups this replica took from the queue, by `outcome`: answered (with the
     /// comparator's outcome), failed (answered with an error: an image could not be read, the
-    /// model failed), poison (dead-lettered), or requeued (the answer could not be published).
+    /// model failed), poison (dead-lettered), or requeued (the answer could not be published, or
+    /// the model failed on every device of this replica).
     pub shared_groups_served: IntCounterVec,
     /// 1 while connected to the broker.
     pub amqp_connected: IntGauge,
+    /// 1 while taking jobs (and shared groups) from the broker: 0 while disconnected, draining,
+    /// or while the model fails on every device.
+    pub amqp_consuming: IntGauge,
     pub amqp_reconnects: IntCounter,
     /// Messages published, by `outcome`: confirmed or failed.
     pub amqp_published: IntCounterVec,
@@ -192,6 +196,10 @@ impl Metrics {
                 &["outcome"],
             )?,
             amqp_connected: gauge("qrank_amqp_connected", "1 while connected to the broker")?,
+            amqp_consuming: gauge(
+                "qrank_amqp_consuming",
+                "1 while taking jobs from the broker; 0 while disconnected, draining, or the model fails on every device",
+            )?,
             amqp_reconnects: counter("qrank_amqp_reconnects_total", "Connections to the broker lost")?,
             amqp_published: counter_vec(
                 "qrank_amqp_published_total",
@@ -313,7 +321,7 @@ mod tests {
             .collect();
         assert_eq!(
             names.len(),
-            30,
+            31,
             "a new metric? list it in helm/qrank/README.tmpl.md, and above if it has labels: {names:?}"
         );
         for name in names {

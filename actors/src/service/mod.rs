@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod run;
 pub mod shared_groups;
 pub mod wire;
+pub mod work_queue;
 
 /// What every actor of the service shares.
 #[derive(Clone)]
@@ -55,9 +56,11 @@ impl Context {
 pub struct Health {
     pub broker_connected: AtomicBool,
     pub model_loaded: AtomicBool,
-    /// Set while the model fails call after call on every device (`device_health`):
-    /// `/healthz` then fails, so that Kubernetes restarts the pod.
-    pub model_broken: AtomicBool,
+    /// True while the model fails call after call on every device (`device_health`):
+    /// `/healthz` then fails, so that Kubernetes restarts the pod, and meanwhile the replica
+    /// takes no jobs or shared groups (`broker`), which wait in their queues for a working one.
+    /// A watch, so that the broker connection hears when it changes.
+    pub model_broken: tokio::sync::watch::Sender<bool>,
     pub draining: AtomicBool,
 }
 
@@ -71,6 +74,12 @@ impl Health {
 
     /// What `/healthz` reports: false only while the model is broken on every device.
     pub fn alive(&self) -> bool {
-        !self.model_broken.load(Ordering::Relaxed)
+        !*self.model_broken.borrow()
+    }
+
+    /// Record whether the model is broken on every device; watchers wake only on a change.
+    pub fn set_model_broken(&self, broken: bool) {
+        self.model_broken
+            .send_if_modified(|was| std::mem::replace(was, broken) != broken);
     }
 }
