@@ -41,7 +41,7 @@ pub enum Command {
         `qrank rank`."
     )]
     Fit(FitArgs),
-    /// Measure a ranking against human opinion scores: SRCC, KRCC, and the best and worst
+    /// Measure a ranking against human opinion scores: SRCC, KRCC, PLCC, and the best and worst
     /// fraction's precision.
     #[command(
         after_help = "RANKING is what `qrank rank` wrote (CSV or JSON), or a service job's result.json. TRUTH holds the human scores as \

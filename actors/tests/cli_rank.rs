@@ -278,7 +278,8 @@ fn usage_errors_and_empty_sources() {
 /// and 3rd images swapped, given as DMOS (lower is better, as `--lower-is-better` says) under
 /// bare file names, plus a row for an image not ranked. With n = 20 and no ties, one swap of neighbours gives SRCC
 /// `1 - 6 * 2 / (n (n^2 - 1))` and KRCC `1 - 2 / (n (n - 1) / 2)`; the best 10% (2 images)
-/// keeps one of its two, the worst 10% both.
+/// keeps one of its two, the worst 10% both. The linear PLCC is worked out here from the CSV's
+/// scores; the logistic one is checked against scipy in `engine::logistic`, and here for its sign.
 #[test]
 fn eval_measures_a_ranking_against_opinion_scores() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,15 +288,22 @@ fn eval_measures_a_ranking_against_opinion_scores() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&ranking).unwrap();
     let names: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap()).collect();
+    let scores: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
     let n = names.len();
     assert_eq!(n, 20);
     let mut truth = String::from("image_name,DMOS\n");
+    let mut better = Vec::new();
     for (position, name) in names.iter().enumerate() {
         let dmos = match position {
             1 => 2,
             2 => 1,
             p => p,
         };
+        better.push(-(dmos as f64));
         truth.push_str(&format!("{},{dmos}\n", name.trim_start_matches("examples/photos/")));
     }
     truth.push_str("never-ranked.jpg,50\n");
@@ -319,6 +327,13 @@ fn eval_measures_a_ranking_against_opinion_scores() {
     assert_eq!(figures["num_images"], 20);
     assert!((figures["srcc"].as_f64().unwrap() - srcc).abs() < 1e-12, "{figures}");
     assert!((figures["krcc"].as_f64().unwrap() - krcc).abs() < 1e-12, "{figures}");
+    let plcc_linear = pearson(&scores, &better);
+    assert!(
+        (figures["plcc_linear"].as_f64().unwrap() - plcc_linear).abs() < 1e-9,
+        "{figures}"
+    );
+    let plcc = figures["plcc"].as_f64().unwrap();
+    assert!(plcc > 0.0 && plcc <= 1.0, "{figures}");
     assert_eq!(figures["best_precision"], 0.5);
     assert_eq!(figures["worst_precision"], 1.0);
     assert_eq!(report["truth_column"], "DMOS");
@@ -332,14 +347,32 @@ fn eval_measures_a_ranking_against_opinion_scores() {
     let table = qrank(&args);
     let stdout = String::from_utf8_lossy(&table.stdout);
     assert!(stdout.contains(&format!("SRCC  {srcc:.4}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "PLCC  {plcc:.4}   after the 4-parameter logistic fit; linear {plcc_linear:.4}"
+        )),
+        "{stdout}"
+    );
     assert!(stdout.contains("against DMOS (lower is better)"), "{stdout}");
 
     // Without the flag the order reads reversed, and the DMOS column is warned about.
     let unflipped = qrank(&args[..4]);
     let stdout = String::from_utf8_lossy(&unflipped.stdout);
     assert!(stdout.contains(&format!("SRCC  {:.4}", -srcc)), "{stdout}");
+    assert!(stdout.contains("PLCC  -0."), "the fitted curve falls: {stdout}");
     let stderr = String::from_utf8_lossy(&unflipped.stderr);
     assert!(stderr.contains("pass --lower-is-better if it is here"), "{stderr}");
+}
+
+/// Pearson's correlation, written out here so that the test does not lean on the code it tests.
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (ma, mb) = (mean(a), mean(b));
+    let dot = |f: &dyn Fn(usize) -> f64| (0..a.len()).map(f).sum::<f64>();
+    let ab = dot(&|i| (a[i] - ma) * (b[i] - mb));
+    let aa = dot(&|i| (a[i] - ma).powi(2));
+    let bb = dot(&|i| (b[i] - mb).powi(2));
+    ab / (aa * bb).sqrt()
 }
 
 /// A truth file without the needed columns is refused, naming its columns.

@@ -17,6 +17,7 @@ pub mod classical;
 pub mod compare;
 pub mod image;
 pub mod job;
+pub mod logistic;
 #[cfg(feature = "coinstruct")]
 pub mod model;
 pub mod rank;

@@ -1,6 +1,6 @@
 //! `qrank eval`: how far a ranking agrees with human opinion, the way image-quality work
-//! reports it (SRCC and KRCC against mean opinion scores), and how many of the images it puts
-//! in the best or worst fraction truly belong there.
+//! reports it (SRCC, KRCC and PLCC against mean opinion scores), and how many of the images it
+//! puts in the best or worst fraction truly belong there.
 //!
 //! [`tables`] reads both sides. Names are matched whole, or else by their last path parts, so
 //! `photos/koniq/1234.jpg` in the ranking finds `1234.jpg` in the truth.
@@ -10,7 +10,8 @@ mod tables;
 use std::collections::HashMap;
 
 use anyhow::Result;
-use engine::agreement::{kendall_tau_b, spearman, spearman_interval, top_precision};
+use engine::agreement::{kendall_tau_b, pearson, spearman, spearman_interval, top_precision};
+use engine::logistic;
 
 use crate::cli::{EvalArgs, UsageError};
 use crate::commands::warn;
@@ -79,6 +80,12 @@ pub struct Agreement {
     /// 95% interval of the SRCC (Fisher's z); absent under 4 images.
     pub srcc_95: Option<(f64, f64)>,
     pub krcc: f64,
+    /// Pearson's correlation of the truth with the scores mapped by the four-parameter
+    /// logistic fitted between them (`engine::logistic`), as papers report PLCC; negative when
+    /// the fitted curve falls. Absent under 5 images.
+    pub plcc: Option<f64>,
+    /// Pearson's correlation of the raw scores with the truth.
+    pub plcc_linear: f64,
     /// The fraction whose precision is reported, and how many images that is.
     pub fraction: f64,
     pub fraction_count: usize,
@@ -98,6 +105,8 @@ pub fn agreement(joined: &Joined, fraction: f64) -> Agreement {
         srcc,
         srcc_95: spearman_interval(srcc, n),
         krcc: kendall_tau_b(&joined.ranked, &joined.truth),
+        plcc: logistic::plcc(&joined.ranked, &joined.truth),
+        plcc_linear: pearson(&joined.ranked, &joined.truth),
         fraction,
         fraction_count: count,
         best_precision: top_precision(&joined.ranked, &joined.truth, count),
@@ -173,6 +182,16 @@ pub fn eval(args: EvalArgs) -> Result<u8> {
         .unwrap_or_default();
     println!("SRCC  {:.4}{interval}", figures.srcc);
     println!("KRCC  {:.4}", figures.krcc);
+    match figures.plcc {
+        Some(plcc) => println!(
+            "PLCC  {plcc:.4}   after the 4-parameter logistic fit; linear {:.4}",
+            figures.plcc_linear
+        ),
+        None => println!(
+            "PLCC  {:.4}   linear (the logistic fit needs 5 images)",
+            figures.plcc_linear
+        ),
+    }
     // Rounded, so that 0.07 reads 7, not 7.000000000000001.
     let percent = (figures.fraction * 100_000.0).round() / 1000.0;
     let images = if figures.fraction_count == 1 { "image" } else { "images" };
@@ -225,5 +244,7 @@ mod tests {
         assert_eq!((reversed.best_precision, reversed.worst_precision), (0.0, 0.0));
         assert!((reversed.srcc + 1.0).abs() < 1e-12 && (reversed.krcc + 1.0).abs() < 1e-12);
         assert!(reversed.srcc_95.is_none(), "three images give no interval");
+        assert!((reversed.plcc_linear + 1.0).abs() < 1e-12);
+        assert_eq!(reversed.plcc, None, "three images are too few for the logistic");
     }
 }

@@ -142,7 +142,7 @@ struct Session {
 }
 
 impl Session {
-    /// Take jobs and shared groups (all the more when already taking some).
+    /// Take jobs and shared groups (a queue already taken from is left as it is).
     async fn start_taking_work(&mut self, ctx: &ServiceContext) -> Result<()> {
         self.jobs.start().await?;
         if let Some(groups) = &mut self.groups {
