@@ -103,8 +103,10 @@ def main():
     rank_gap = max(abs(ours[0] - theirs[0]), abs(ours[1] - theirs[1]))
     print(f"largest difference: {rank_gap:.1e} in SRCC and KRCC, {abs(ours[2] - theirs[2]):.1e} in PLCC; "
           f"qrank {scipy_s / ours_s:.1f}x the speed of scipy")
-    # The rank correlations are exact sums; PLCC comes from two iterative fits that stop apart.
-    if rank_gap > 1e-9 or not math.isclose(ours[2], theirs[2], abs_tol=1e-6):
+    # The rank correlations are exact sums. PLCC comes from two iterative fits, and here, the
+    # truth being a straight line of the scores plus noise, the best logistic lies at an infinite
+    # width: both fits stop on the way there, a few 1e-6 of PLCC apart.
+    if rank_gap > 1e-9 or not math.isclose(ours[2], theirs[2], abs_tol=1e-5):
         raise SystemExit("qrank eval and scipy disagree")
 
 

@@ -29,8 +29,16 @@ impl Logistic {
     }
 }
 
-/// Iterations after which the fit stops, converged or not; a few dozen is typical.
-const MAX_ITERATIONS: usize = 500;
+/// Iterations after which the fit stops, converged or not; under a dozen is typical.
+const MAX_ITERATIONS: usize = 200;
+
+/// The fit stops once a step lowers the squared error by less than this share of it. Where the
+/// truth is a straight line of the scores plus noise, the best logistic lies at an infinite
+/// width, and each step only creeps towards it (by about 1e-8 of the error a step in
+/// `scripts/bench_eval.py`'s data, for 1e-9 of PLCC); scipy stops such a fit by a like rule (its
+/// `ftol`). Where the fit has a finite best, as MOS that saturate give, the PLCC then agrees
+/// with scipy's to 1e-11.
+const RELATIVE_TOLERANCE: f64 = 1e-7;
 
 /// Fit the logistic to the pairs `(x[i], y[i])` by least squares. `None` under 5 pairs (4
 /// parameters need more), or when either side has no spread.
@@ -68,7 +76,7 @@ pub fn fit(x: &[f64], y: &[f64]) -> Option<Logistic> {
                 params = trial;
                 cost = trial_cost;
                 damping = (damping / 10.0).max(1e-12);
-                improved = relative_drop > 1e-15;
+                improved = relative_drop > RELATIVE_TOLERANCE;
                 break;
             }
             damping *= 10.0;
@@ -207,8 +215,8 @@ mod tests {
     }
 
     /// The same curve and PLCC as scipy's `curve_fit` and `pearsonr` on the same data, to 1e-9
-    /// in the PLCC and 1e-6 (relative) in the parameters; signed as the curve runs. (Measured:
-    /// under 1e-15 and 1e-7.)
+    /// in the PLCC and 1e-4 (relative) in the parameters; signed as the curve runs. (Measured:
+    /// 1e-11 and 3e-5; the parameters move further than the PLCC near the best fit.)
     #[test]
     fn agrees_with_scipy() {
         let cases = reference();
@@ -226,7 +234,7 @@ mod tests {
                 let scale = theirs.abs().max(1.0);
                 largest_gap = largest_gap.max((ours - theirs).abs() / scale);
                 assert!(
-                    (ours - theirs).abs() < 1e-6 * scale,
+                    (ours - theirs).abs() < 1e-4 * scale,
                     "{}: {what} {ours} against scipy's {theirs}",
                     case.name
                 );
