@@ -9,8 +9,8 @@ mod service_support;
 use std::time::{Duration, Instant};
 
 use protos::v1::RankJob;
-use qrank_tests::{files_in, tiny_model_into};
-use service_support::{job, Broker, Sandbox, Servers, Service};
+use qrank_tests::files_in;
+use service_support::{job, on_model, tiny_model, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -190,18 +190,9 @@ async fn sigterm_past_the_grace_period_returns_the_job_to_the_queue() {
     broker.close().await;
 }
 
-/// Settings that run the Co-Instruct checkpoint in `model` on the CPU.
-fn on_model(model: &std::path::Path) -> [(&'static str, &str); 2] {
-    [
-        ("QRANK_MODEL__NAME", model.to_str().expect("a UTF-8 path")),
-        ("QRANK_MODEL__DEVICE", "cpu"),
-    ]
-}
-
 /// A replica whose model fails on every device takes no more work: `/healthz` fails (for
 /// Kubernetes to restart it), it stops consuming, and the jobs it held go back to the queue and
-/// wait there. A working replica then answers each of them, once. The broken model is a real
-/// checkpoint whose position table is too short for any prompt, so every call fails in the model.
+/// wait there. A working replica then answers each of them, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_whose_model_fails_everywhere_leaves_its_jobs_to_a_working_one() {
     let Some(servers) = Servers::from_env() else { return };
@@ -211,15 +202,8 @@ async fn a_replica_whose_model_fails_everywhere_leaves_its_jobs_to_a_working_one
     let broker = Broker::connect(&sandbox).await;
     let mut results = broker.results("broken.results").await;
 
-    let (broken_model, working_model) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    tiny_model_into(working_model.path());
-    tiny_model_into(broken_model.path());
-    let config_path = broken_model.path().join("config.json");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    assert!(config["max_position_embeddings"].is_u64(), "{config}");
-    config["max_position_embeddings"] = 8.into();
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let broken = Service::start(&sandbox, &on_model(broken_model.path())).await;
+    let (broken_model, working_model) = (tiny_model(true), tiny_model(false));
+    let broken = Service::start(&sandbox, &on_model(&broken_model)).await;
     let ids = ["job-a", "job-b", "job-c"];
     for id in ids {
         let job = RankJob {
@@ -259,7 +243,7 @@ async fn a_replica_whose_model_fails_everywhere_leaves_its_jobs_to_a_working_one
     assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"ranked\"}"), 0.0);
     assert_eq!(metrics.value("qrank_job_completed_total{outcome=\"failed\"}"), 0.0);
 
-    let working = Service::start(&sandbox, &on_model(working_model.path())).await;
+    let working = Service::start(&sandbox, &on_model(&working_model)).await;
     let mut answered = Vec::new();
     for _ in ids {
         let (result, _) = Broker::next_result(&mut results, RESULT_TIMEOUT)

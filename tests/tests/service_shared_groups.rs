@@ -1,8 +1,9 @@
 //! Sharing one job's groups between replicas (`config.scale`), against the real RabbitMQ and
 //! SeaweedFS: two `qrank serve` processes, one job; the groups go to the shared queue and both
 //! replicas judge them; the ranking is the one a single replica makes on its own. A task whose
-//! answer is lost is asked again, one given back is judged by another replica, and a poison
-//! task is dead-lettered with its reason while the replicas keep serving.
+//! answer is lost is asked again, one given back is judged by another replica, a poison task is
+//! dead-lettered with its reason while the replicas keep serving, and a replica whose model
+//! fails leaves the groups to one whose model works.
 
 mod service_support;
 
@@ -12,7 +13,7 @@ use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::BasicProperties;
 use protos::v1::{RankJob, RankResult};
 use qrank_tests::files_in;
-use service_support::{job, metrics_once, Broker, Metrics, Sandbox, Servers, Service};
+use service_support::{job, metrics_once, on_model, tiny_model, Broker, Metrics, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -204,6 +205,69 @@ async fn a_lost_answer_is_asked_again_and_a_returned_task_judged_elsewhere() {
         answered(j) >= num_groups,
         "the judging replica answered every group, the returned one included: {}",
         answered(j)
+    );
+    broker.close().await;
+}
+
+/// A judging replica whose model fails on every device stops taking shared groups. The groups
+/// it failed before it knew (4, one short of the 5 failures in a row that tell it) are answered
+/// as failed; the one that told it goes back to the queue, and so do the rest, for a working
+/// judge, which answers them: the job is ranked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_judge_whose_model_fails_everywhere_returns_the_groups() {
+    let Some(servers) = Servers::from_env() else { return };
+    let sandbox = Sandbox::new(&servers, "shared-broken");
+    let photos: Vec<_> = files_in("examples/photos", &["jpg"]).into_iter().take(12).collect();
+    sandbox.upload("images", &photos).await;
+    let (working_model, broken_model) = (tiny_model(false), tiny_model(true));
+    let with_model = |model, serve: &'static str| {
+        let mut settings: Vec<_> = on_model(model).to_vec();
+        settings.extend_from_slice(&SHARING);
+        settings.push(("QRANK_SCALE__SERVE_SHARED_GROUPS", serve));
+        settings
+    };
+    let coordinator = Service::start(&sandbox, &with_model(&working_model, "false")).await;
+    let broken = Service::start(&sandbox, &with_model(&broken_model, "true")).await;
+    let broker = Broker::connect(&sandbox).await;
+    let mut results = broker.results("shared.results").await;
+    broker
+        .publish_job(&comparing_job(&sandbox, "job-broken-judge", "out"))
+        .await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthz = broken.get("/healthz").await.map(|(status, _)| status);
+        let consuming = broken.metrics().await.value("qrank_amqp_consuming");
+        if healthz == Some(503) && consuming == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "in 60 s: /healthz {healthz:?}, consuming {consuming}:\n{}",
+            broken.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served =
+        |m: &Metrics, outcome: &str| m.value(&format!("qrank_shared_groups_served_total{{outcome=\"{outcome}\"}}"));
+    let metrics = broken.metrics().await;
+    assert_eq!(served(&metrics, "failed"), 4.0, "{}", broken.log());
+    assert_eq!(served(&metrics, "requeued"), 1.0, "{}", broken.log());
+    assert_eq!(answered(&metrics), 0.0);
+    assert!(
+        broker.groups_waiting().await >= 1,
+        "the returned group waits in the queue"
+    );
+
+    let judge = Service::start(&sandbox, &with_model(&working_model, "true")).await;
+    let (result, _) = Broker::expect_result(&mut results, RESULT_TIMEOUT, &[&coordinator, &broken, &judge]).await;
+    assert_eq!(result.failure, "");
+    assert_eq!(result.items.len(), photos.len());
+    let metrics = broken.metrics().await;
+    assert_eq!(
+        (served(&metrics, "failed"), served(&metrics, "requeued")),
+        (4.0, 1.0),
+        "the broken judge took nothing more"
     );
     broker.close().await;
 }

@@ -198,7 +198,31 @@ impl Drop for Sandbox {
     }
 }
 
-use qrank_tests::qrank_bin;
+use qrank_tests::{qrank_bin, tiny_model_into};
+
+/// The tiny Co-Instruct checkpoint in a folder of its own. A `broken` one has a position table
+/// too short for any prompt, so that every call fails in the model, as on a GPU gone bad.
+pub fn tiny_model(broken: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    tiny_model_into(dir.path());
+    if broken {
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("the config")).expect("config JSON");
+        assert!(config["max_position_embeddings"].is_u64(), "{config}");
+        config["max_position_embeddings"] = 8.into();
+        std::fs::write(&path, config.to_string()).expect("writing the config");
+    }
+    dir
+}
+
+/// Settings that run the Co-Instruct checkpoint in `model` on the CPU.
+pub fn on_model(model: &tempfile::TempDir) -> [(&'static str, &str); 2] {
+    [
+        ("QRANK_MODEL__NAME", model.path().to_str().expect("a UTF-8 path")),
+        ("QRANK_MODEL__DEVICE", "cpu"),
+    ]
+}
 
 /// A running `qrank serve`, killed when dropped.
 pub struct Service {
@@ -570,9 +594,18 @@ impl Broker {
 
     /// Messages waiting in the job queue (ready, not unacked).
     pub async fn jobs_waiting(&self) -> u32 {
+        self.waiting(&self.queue).await
+    }
+
+    /// Shared-group tasks waiting in their queue, not taken by any replica.
+    pub async fn groups_waiting(&self) -> u32 {
+        self.waiting(&self.groups_queue).await
+    }
+
+    async fn waiting(&self, queue: &str) -> u32 {
         self.channel
             .queue_declare(
-                self.queue.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..QueueDeclareOptions::default()
@@ -580,7 +613,7 @@ impl Broker {
                 FieldTable::default(),
             )
             .await
-            .expect("inspecting the job queue")
+            .unwrap_or_else(|e| panic!("inspecting the queue {queue}: {e}"))
             .message_count()
     }
 
