@@ -33,6 +33,7 @@ impl WorkQueue {
         }
     }
 
+    /// True while taking work from the queue.
     pub fn taking(&self) -> bool {
         self.consumer.is_some()
     }
