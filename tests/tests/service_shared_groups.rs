@@ -234,20 +234,7 @@ async fn a_judge_whose_model_fails_everywhere_returns_the_groups() {
         .publish_job(&comparing_job(&sandbox, "job-broken-judge", "out"))
         .await;
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let healthz = broken.get("/healthz").await.map(|(status, _)| status);
-        let consuming = broken.metrics().await.value("qrank_amqp_consuming");
-        if healthz == Some(503) && consuming == 0.0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "in 60 s: /healthz {healthz:?}, consuming {consuming}:\n{}",
-            broken.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    broken.wait_until_it_takes_no_work().await;
     let served =
         |m: &Metrics, outcome: &str| m.value(&format!("qrank_shared_groups_served_total{{outcome=\"{outcome}\"}}"));
     let metrics = broken.metrics().await;

@@ -327,6 +327,25 @@ impl Service {
         Some((status, body))
     }
 
+    /// Wait (up to 60 s) until the model is known broken: `/healthz` fails, and the replica takes
+    /// no jobs or shared groups (`qrank_amqp_consuming` is 0).
+    pub async fn wait_until_it_takes_no_work(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let healthz = self.get("/healthz").await.map(|(status, _)| status);
+            let consuming = self.metrics().await.value("qrank_amqp_consuming");
+            if healthz == Some(503) && consuming == 0.0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after 60 s: /healthz {healthz:?}, consuming {consuming}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `/metrics`, parsed; panics if it is not valid Prometheus text.
     pub async fn metrics(&self) -> Metrics {
         let (status, body) = self.get("/metrics").await.expect("GET /metrics");
