@@ -41,24 +41,27 @@ pub(crate) fn is_cpu_f32(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
 }
 
+/// The f32 values `layout` selects from `storage`, which op `op` needs contiguous.
 pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op} takes f32")
     };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op} takes contiguous input")
-    };
-    Ok(&data[start..end])
+    Ok(&data[contiguous_range(layout, op)?])
 }
 
+/// [`contiguous_f32`], to write in place.
 fn contiguous_f32_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> Result<&'a mut [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op} takes f32")
     };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op} takes contiguous input")
-    };
-    Ok(&mut data[start..end])
+    Ok(&mut data[contiguous_range(layout, op)?])
+}
+
+fn contiguous_range(layout: &Layout, op: &str) -> Result<std::ops::Range<usize>> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(start..end),
+        None => candle_core::bail!("{op} takes contiguous input"),
+    }
 }
 
 /// Rows of `width` per rayon task, at least one.
