@@ -319,7 +319,7 @@ async fn consume(
     }
     loop {
         tokio::select! {
-            task = next_group(&mut session.groups) => match task {
+            task = or_never(session.groups.as_mut().map(WorkQueue::next)) => match task {
                 Some(Ok(task)) => match lookup::<GroupServerMsg>(GROUP_SERVER) {
                     Some(server) => {
                         let _ = server.cast(GroupServerMsg::Delivery(Box::new(task)));
@@ -335,7 +335,7 @@ async fn consume(
                 }
                 None => return Ended::Lost,
             },
-            answer = next_reply(&mut session.replies) => match answer {
+            answer = or_never(session.replies.as_mut().map(StreamExt::next)) => match answer {
                 Some(Ok(answer)) => ctx.shared_groups.route(&answer),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "reply consumer failed");
@@ -401,18 +401,11 @@ async fn follow_the_model(ctx: &ServiceContext, session: &mut Session, broken: b
     Ok(())
 }
 
-/// The next shared-group task; never, when this replica serves none.
-async fn next_group(groups: &mut Option<WorkQueue>) -> Option<lapin::Result<lapin::message::Delivery>> {
-    match groups {
-        Some(groups) => groups.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next answer to a shared group; never, when this replica shares none.
-async fn next_reply(replies: &mut Option<lapin::Consumer>) -> Option<lapin::Result<lapin::message::Delivery>> {
-    match replies {
-        Some(replies) => replies.next().await,
+/// What `next` gives; never, when there is no `next` (a replica that serves no shared groups,
+/// or shares none, has no such consumer).
+async fn or_never<T>(next: Option<impl std::future::Future<Output = T>>) -> T {
+    match next {
+        Some(next) => next.await,
         None => std::future::pending().await,
     }
 }
@@ -426,7 +419,7 @@ async fn route_replies_until_closing(
 ) {
     loop {
         tokio::select! {
-            answer = next_reply(&mut session.replies) => match answer {
+            answer = or_never(session.replies.as_mut().map(StreamExt::next)) => match answer {
                 Some(Ok(answer)) => ctx.shared_groups.route(&answer),
                 _ => break,
             },
