@@ -32,18 +32,29 @@ pub fn qrank_bin() -> PathBuf {
     bin
 }
 
-/// Lay the tiny Co-Instruct test checkpoint out as a model folder in `dir` (random weights: the
-/// answers mean nothing, but they are a comparing model's).
-pub fn tiny_model_into(dir: &Path) {
+/// The tiny Co-Instruct test checkpoint laid out as a model folder of its own (random weights:
+/// the answers mean nothing, but they are a comparing model's). A `broken` one has a position
+/// table too short for any prompt, so that every call fails in the model, as on a GPU gone bad.
+pub fn tiny_model(broken: bool) -> tempfile::TempDir {
     let root = workspace_root();
     let golden = root.join("engine/tests/golden/coinstruct-tiny");
+    let dir = tempfile::tempdir().expect("a temporary folder");
     for (from, to) in [
         (golden.join("config.json"), "config.json"),
         (golden.join("weights.safetensors"), "model.safetensors"),
         (root.join("actors/tests/data/tiny-tokenizer.json"), "tokenizer.json"),
     ] {
-        std::fs::copy(&from, dir.join(to)).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        std::fs::copy(&from, dir.path().join(to)).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
     }
+    if broken {
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("the config")).expect("config JSON");
+        assert!(config["max_position_embeddings"].is_u64(), "{config}");
+        config["max_position_embeddings"] = 8.into();
+        std::fs::write(&path, config.to_string()).expect("writing the config");
+    }
+    dir
 }
 
 /// Sorted files of a repository folder with one of `extensions` (any, if empty). Panics on an

@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use qrank_tests::{bad_fixture_kinds, files_in, qrank_bin, tiny_model_into, workspace_root, S3Server};
+use qrank_tests::{bad_fixture_kinds, files_in, qrank_bin, tiny_model, workspace_root, S3Server};
 use serde_json::Value;
 
 /// Exit codes documented in `qrank --help`.
@@ -383,13 +383,6 @@ fn wrong_secret_fails_and_names_the_bucket() {
     assert_source_failure(&run, &s3.bucket, "403");
 }
 
-/// The tiny Co-Instruct test checkpoint in a folder of its own.
-fn tiny_model() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    tiny_model_into(dir.path());
-    dir
-}
-
 /// `qrank rank --resume s3://...` keeps its answers in the bucket, and the same command takes
 /// every one of them from there: the model is asked nothing the second time. Only numbered
 /// checkpoint parts are left under the prefix (the write check removes its probe).
@@ -397,7 +390,7 @@ fn tiny_model() -> tempfile::TempDir {
 fn resume_keeps_a_runs_answers_in_the_bucket() {
     let Some(s3) = s3_server() else { return };
     let prefix = Prefix::new(&s3, "resume");
-    let model = tiny_model();
+    let model = tiny_model(false);
     let folder = workspace_root().join("examples/photos");
     let args = [
         "--model",

@@ -9,8 +9,8 @@ mod service_support;
 use std::time::{Duration, Instant};
 
 use protos::v1::RankJob;
-use qrank_tests::files_in;
-use service_support::{job, on_model, tiny_model, Broker, Sandbox, Servers, Service};
+use qrank_tests::{files_in, tiny_model};
+use service_support::{job, on_model, Broker, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::BasicProperties;
 use protos::v1::{RankJob, RankResult};
-use qrank_tests::files_in;
-use service_support::{job, metrics_once, on_model, tiny_model, Broker, Metrics, Sandbox, Servers, Service};
+use qrank_tests::{files_in, tiny_model};
+use service_support::{job, metrics_once, on_model, Broker, Metrics, Sandbox, Servers, Service};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(120);
 

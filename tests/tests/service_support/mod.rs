@@ -198,23 +198,7 @@ impl Drop for Sandbox {
     }
 }
 
-use qrank_tests::{qrank_bin, tiny_model_into};
-
-/// The tiny Co-Instruct checkpoint in a folder of its own. A `broken` one has a position table
-/// too short for any prompt, so that every call fails in the model, as on a GPU gone bad.
-pub fn tiny_model(broken: bool) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    tiny_model_into(dir.path());
-    if broken {
-        let path = dir.path().join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("the config")).expect("config JSON");
-        assert!(config["max_position_embeddings"].is_u64(), "{config}");
-        config["max_position_embeddings"] = 8.into();
-        std::fs::write(&path, config.to_string()).expect("writing the config");
-    }
-    dir
-}
+use qrank_tests::qrank_bin;
 
 /// Settings that run the Co-Instruct checkpoint in `model` on the CPU.
 pub fn on_model(model: &tempfile::TempDir) -> [(&'static str, &str); 2] {
