@@ -4,9 +4,10 @@ Writes a ranking CSV (as `qrank rank` writes it) and a KonIQ-style truth CSV of 
 scores rounded so that both sides hold many ties, under bare file names in the truth and with a
 folder in the ranking (so names are matched by their last part). Then runs
 `qrank eval --json` and scipy's `spearmanr`, `kendalltau` (tau-b) and PLCC (`curve_fit` of the
-four-parameter logistic from the usual start, then `pearsonr`), best of 3 each, and prints both
-figures and times. scipy's time includes reading the two CSVs with Python's csv
-module and joining them, as qrank's includes starting the process, reading and joining.
+four-parameter logistic from the usual start, then `pearsonr`, as `plcc_reference.py` does it),
+best of 3 each, and prints both figures and times. scipy's time includes reading the two CSVs
+with Python's csv module and joining them, as qrank's includes starting the process, reading
+and joining.
 
 Usage: python scripts/bench_eval.py --qrank target/release/qrank [--n 100000] [--seed 1]
 Needs numpy and scipy (the reference venv, .venv-ref).
@@ -22,8 +23,9 @@ import tempfile
 import time
 
 import numpy as np
-from scipy.optimize import curve_fit
-from scipy.stats import kendalltau, pearsonr, spearmanr
+from scipy.stats import kendalltau, spearmanr
+
+from plcc_reference import logistic_plcc
 
 
 def write_files(folder, n, seed):
@@ -56,18 +58,8 @@ def scipy_eval(ranking_path, truth_path):
         for row in csv.DictReader(f):
             ours.append(float(row["score"]))
             theirs.append(truth[row["name"].rsplit("/", 1)[-1]])
-    return spearmanr(ours, theirs).statistic, kendalltau(ours, theirs).statistic, logistic_plcc(ours, theirs)
-
-
-def logistic(x, b1, b2, b3, b4):
-    return b2 + (b1 - b2) / (1 + np.exp(-(x - b3) / np.abs(b4)))
-
-
-def logistic_plcc(x, y):
-    """PLCC after the VQEG four-parameter logistic, as image-quality papers compute it."""
-    x, y = np.asarray(x), np.asarray(y)
-    params, _ = curve_fit(logistic, x, y, p0=[y.max(), y.min(), x.mean(), x.std()], maxfev=100_000)
-    return pearsonr(logistic(x, *params), y).statistic
+    _, plcc = logistic_plcc(ours, theirs)
+    return spearmanr(ours, theirs).statistic, kendalltau(ours, theirs).statistic, plcc
 
 
 def best_of(runs, work):

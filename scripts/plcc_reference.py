@@ -24,17 +24,23 @@ def logistic(x, b1, b2, b3, b4):
     return b2 + (b1 - b2) / (1 + np.exp(-(x - b3) / np.abs(b4)))
 
 
-def case(name, x, y):
+def logistic_plcc(x, y, **tolerances):
+    """The fitted parameters and PLCC after the fit, as image-quality papers compute it;
+    `tolerances` go to `curve_fit` (its defaults otherwise). Also used by bench_eval.py."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     p0 = [y.max(), y.min(), x.mean(), x.std()]
-    params, _ = curve_fit(logistic, x, y, p0=p0, maxfev=100_000, xtol=1e-14, ftol=1e-14, gtol=1e-14)
-    fitted = logistic(x, *params)
+    params, _ = curve_fit(logistic, x, y, p0=p0, maxfev=100_000, **tolerances)
+    return params, pearsonr(logistic(x, *params), y).statistic
+
+
+def case(name, x, y):
+    params, plcc = logistic_plcc(x, y, xtol=1e-14, ftol=1e-14, gtol=1e-14)
     return {
         "name": name,
-        "x": [round(v, 6) for v in x.tolist()],
-        "y": [round(v, 6) for v in y.tolist()],
+        "x": [round(v, 6) for v in np.asarray(x, float).tolist()],
+        "y": [round(v, 6) for v in np.asarray(y, float).tolist()],
         "params": params.tolist(),
-        "plcc": pearsonr(fitted, y).statistic,
+        "plcc": plcc,
         "plcc_linear": pearsonr(x, y).statistic,
     }
 
