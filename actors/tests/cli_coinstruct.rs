@@ -7,20 +7,9 @@ mod support;
 use std::path::Path;
 use std::process::Output;
 
+use qrank_tests::tiny_model;
 use serde_json::Value;
 use support::{json, qrank, qrank_env, repo};
-
-/// The golden tiny checkpoint laid out as a hub folder, with a word-level test tokenizer
-/// (`tests/data/tiny-tokenizer.json`, ids below the tiny vocabulary of 512).
-fn tiny_checkpoint() -> tempfile::TempDir {
-    let golden = repo().join("engine/tests/golden/coinstruct-tiny");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(golden.join("config.json"), dir.path().join("config.json")).unwrap();
-    std::fs::copy(golden.join("weights.safetensors"), dir.path().join("model.safetensors")).unwrap();
-    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-tokenizer.json");
-    std::fs::copy(tokenizer, dir.path().join("tokenizer.json")).unwrap();
-    dir
-}
 
 fn ok_json(out: &Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -29,7 +18,7 @@ fn ok_json(out: &Output) -> Value {
 
 #[test]
 fn compare_gives_a_full_ranking_of_stage_probabilities() {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let photos = ["coffee.jpg", "coffee-blur.jpg", "rocket.jpg", "chelsea.jpg"].map(|p| format!("examples/photos/{p}"));
     let mut args = vec!["compare"];
     args.extend(photos.iter().map(String::as_str));
@@ -51,7 +40,7 @@ fn compare_gives_a_full_ranking_of_stage_probabilities() {
 
 #[test]
 fn compare_answers_an_open_question() {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let out = qrank(&[
         "compare",
         "examples/photos/coffee.jpg",
@@ -76,7 +65,7 @@ fn rank_photos_with_tiny_model(extra: &[&str]) -> Output {
 
 /// [`rank_photos_with_tiny_model`] with these environment variables.
 fn rank_photos_with_tiny_model_env(extra: &[&str], env: &[(&str, &Path)]) -> Output {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let mut args = vec![
         "rank",
         "examples/photos",
@@ -268,12 +257,7 @@ fn rank_fails_when_the_model_fails_on_most_groups() {
     ] {
         std::fs::copy(repo().join("examples/photos").join(name), photos.path().join(name)).unwrap();
     }
-    let model = tiny_checkpoint();
-    let config_path = model.path().join("config.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    assert!(config["max_position_embeddings"].is_u64(), "{config}");
-    config["max_position_embeddings"] = 8.into();
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    let model = tiny_model(true);
     let out = qrank(&[
         "rank",
         photos.path().to_str().unwrap(),
@@ -336,7 +320,7 @@ fn rank_resumable(model: &Path, dir: &Path, extra: &[&str]) -> Output {
 /// the folder.
 #[test]
 fn rank_resume_takes_up_a_stopped_run() {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let whole = tempfile::tempdir().unwrap();
     let unstopped = ok_json(&rank_resumable(model.path(), whole.path(), &[]));
     assert_eq!(unstopped["stats"]["num_model_calls"], 40);
@@ -391,7 +375,7 @@ fn rank_resume_takes_up_a_stopped_run() {
 /// the larger budget gives from scratch.
 #[test]
 fn rank_resume_spends_a_raised_budget_on_new_calls_only() {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let dir = tempfile::tempdir().unwrap();
     ok_json(&rank_resumable(model.path(), dir.path(), &[]));
     let raised = ok_json(&rank_resumable(model.path(), dir.path(), &["--budget", "3"]));
@@ -433,7 +417,7 @@ fn stop_part_way(model: &Path, dir: &Path, signal: &str) -> (std::process::ExitS
 /// every answer checkpointed before the kill is reused, and the model is asked for the rest.
 #[test]
 fn rank_resume_survives_a_kill() {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let reference = tempfile::tempdir().unwrap();
     let unstopped = ok_json(&rank_resumable(model.path(), reference.path(), &[]));
     let total = unstopped["stats"]["num_model_calls"].as_u64().unwrap() as usize;
@@ -460,7 +444,7 @@ fn rank_resume_survives_a_kill() {
 /// 130; the same command then asks the model about none of them again.
 #[test]
 fn rank_resume_saves_every_answer_on_ctrl_c() {
-    let model = tiny_checkpoint();
+    let model = tiny_model(false);
     let dir = tempfile::tempdir().unwrap();
     let (status, stderr) = stop_part_way(model.path(), dir.path(), "-INT");
     assert_eq!(status.code(), Some(130), "{stderr}");
