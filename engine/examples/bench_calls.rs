@@ -66,7 +66,7 @@ fn main() {
     let load_start = Instant::now();
     let options = LoadOptions {
         device,
-        precision: Some(precision),
+        precision,
         tokenizer: Some(tokenizer.into()),
         ..LoadOptions::default()
     };

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::cache::EmbeddingCache;
 use super::config::Config;
@@ -18,18 +18,11 @@ use super::error::{Context, ModelError};
 use super::language::KvCache;
 use super::loader;
 use super::network::Network;
+use super::precision::Precision;
 use super::preprocess;
 use super::prompt::{chat_turn, choice_question, image_intro, PromptTokenizer};
 use crate::compare::{CacheStats, Comparator, CompareError, Criterion, GroupOutcome, Stage};
 use crate::image::Image;
-
-/// Numeric precision of weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    Bf16,
-    F16,
-}
 
 /// The default bound on the cache of per-image tokens: about 1,000 images in bf16, 500 in f32.
 pub const DEFAULT_EMBEDDING_CACHE_BYTES: usize = 512 << 20;
@@ -38,8 +31,8 @@ pub const DEFAULT_EMBEDDING_CACHE_BYTES: usize = 512 << 20;
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: DeviceKind,
-    /// `None` picks f32 on the CPU and bf16 on CUDA.
-    pub precision: Option<Precision>,
+    /// `Auto` picks f32 on the CPU and bf16 on CUDA.
+    pub precision: Precision,
     /// A `tokenizer.json` or `tokenizer.model` to use instead of the checkpoint's own.
     pub tokenizer: Option<PathBuf>,
     /// Bound on the cache of per-image tokens (about 1 MiB per image for the real model in f32).
@@ -50,7 +43,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             device: DeviceKind::Cpu,
-            precision: None,
+            precision: Precision::Auto,
             tokenizer: None,
             embedding_cache_bytes: DEFAULT_EMBEDDING_CACHE_BYTES,
         }
@@ -75,11 +68,7 @@ impl CoInstruct {
             DeviceKind::Cpu => Device::Cpu,
             DeviceKind::Cuda(ordinal) => Device::new_cuda(ordinal).ctx(|| format!("opening CUDA device {ordinal}"))?,
         };
-        let dtype = match (options.precision, options.device) {
-            (Some(Precision::F32), _) | (None, DeviceKind::Cpu) => DType::F32,
-            (Some(Precision::Bf16), _) | (None, DeviceKind::Cuda(_)) => DType::BF16,
-            (Some(Precision::F16), _) => DType::F16,
-        };
+        let precision = options.precision.on(options.device)?;
         let tokenizer_path = options
             .tokenizer
             .clone()
@@ -87,7 +76,7 @@ impl CoInstruct {
             .ok_or_else(|| ModelError::NoTokenizer {
                 dir: PathBuf::from(source),
             })?;
-        let net = Network::load(&checkpoint, dtype, &device)?;
+        let net = Network::load(&checkpoint, precision, &device)?;
         let tokenizer = PromptTokenizer::new(
             loader::read_tokenizer(&tokenizer_path)?,
             &tokenizer_path,

@@ -41,6 +41,8 @@ pub enum ModelError {
          or pass the path of a local checkpoint folder (with config.json and the weights) instead of the hub id"
     )]
     Offline { repo: String, file: String },
+    #[error("precision {name:?}: {reason}")]
+    Precision { name: String, reason: String },
     #[error("device {spec:?}: {reason}")]
     Device { spec: String, reason: String },
     #[error("prompt: {0}")]

@@ -143,7 +143,8 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+    /// Loads one layer; `quantize` stores its linear layers in 8-bit blocks ([`Linear::load_q8`]).
+    fn load(cfg: &Config, vb: VarBuilder, quantize: bool) -> Result<Self> {
         let (h, i, eps, bias) = (
             cfg.hidden_size,
             cfg.intermediate_size,
@@ -153,16 +154,18 @@ impl DecoderLayer {
         let kv_dim = cfg.num_kv_heads() * (h / cfg.num_attention_heads);
         let attn = vb.pp("self_attn");
         let norm = |name: &str| multiway(&vb.pp(name), |vb| RmsNorm::load(h, eps, vb));
+        let linear: fn(usize, usize, bool, VarBuilder) -> Result<Linear> =
+            if quantize { Linear::load_q8 } else { Linear::load };
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
-            q_proj: Linear::load(h, h, bias, attn.pp("q_proj"))?,
-            k_proj: multiway(&attn.pp("k_proj"), |vb| Linear::load(h, kv_dim, bias, vb))?,
-            v_proj: multiway(&attn.pp("v_proj"), |vb| Linear::load(h, kv_dim, bias, vb))?,
-            o_proj: Linear::load(h, h, bias, attn.pp("o_proj"))?,
+            q_proj: linear(h, h, bias, attn.pp("q_proj"))?,
+            k_proj: multiway(&attn.pp("k_proj"), |vb| linear(h, kv_dim, bias, vb))?,
+            v_proj: multiway(&attn.pp("v_proj"), |vb| linear(h, kv_dim, bias, vb))?,
+            o_proj: linear(h, h, bias, attn.pp("o_proj"))?,
             post_attention_layernorm: norm("post_attention_layernorm")?,
-            gate_proj: Linear::load(h, i, false, vb.pp("mlp.gate_proj"))?,
-            up_proj: Linear::load(h, i, false, vb.pp("mlp.up_proj"))?,
-            down_proj: Linear::load(i, h, false, vb.pp("mlp.down_proj"))?,
+            gate_proj: linear(h, i, false, vb.pp("mlp.gate_proj"))?,
+            up_proj: linear(h, i, false, vb.pp("mlp.up_proj"))?,
+            down_proj: linear(i, h, false, vb.pp("mlp.down_proj"))?,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_kv_heads(),
         })
@@ -233,10 +236,13 @@ pub(crate) struct LanguageModel {
 }
 
 impl LanguageModel {
-    pub(crate) fn load(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+    /// Loads the language model; `quantize` stores the decoder layers' linear layers in 8-bit
+    /// blocks. `lm_head` stays dense: it reads the answer's logits, and a call projects only the
+    /// last position through it.
+    pub(crate) fn load(cfg: &Config, vb: VarBuilder, quantize: bool) -> Result<Self> {
         let model = vb.pp("model");
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::load(cfg, model.pp(format!("layers.{i}"))))
+            .map(|i| DecoderLayer::load(cfg, model.pp(format!("layers.{i}")), quantize))
             .collect::<Result<_>>()?;
         let embed_tokens = model.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
         let lm_head = if cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {

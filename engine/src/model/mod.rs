@@ -17,7 +17,7 @@
 //! use engine::model::{CoInstruct, LoadOptions, Precision};
 //! # fn run(a: engine::image::Image, b: engine::image::Image) -> Result<(), Box<dyn std::error::Error>> {
 //! // A hub id (downloaded into the Hugging Face cache) or a local checkpoint folder.
-//! let options = LoadOptions { precision: Some(Precision::Bf16), ..LoadOptions::default() };
+//! let options = LoadOptions { precision: Precision::Bf16, ..LoadOptions::default() };
 //! let model = CoInstruct::load("q-future/co-instruct", &options)?;
 //! let (a, b) = (model.prepare(a), model.prepare(b));
 //! let outcome = model.compare(&[&a, &b], &Criterion::Sharpness)?; // P(best = each image)
@@ -70,13 +70,15 @@ mod loader;
 mod network;
 #[doc(hidden)]
 pub mod parity;
+mod precision;
 mod preprocess;
 mod prompt;
 mod sentencepiece;
 mod softmax;
 mod vision;
 
-pub use comparator::{CoInstruct, LoadOptions, Precision, DEFAULT_EMBEDDING_CACHE_BYTES};
+pub use comparator::{CoInstruct, LoadOptions, DEFAULT_EMBEDDING_CACHE_BYTES};
 pub use config::{AbstractorConfig, Config, VisionConfig, VisualConfig};
 pub use device::{visible_gpus, DeviceKind, DeviceSpec};
 pub use error::ModelError;
+pub use precision::Precision;

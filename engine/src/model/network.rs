@@ -9,6 +9,7 @@ use super::config::Config;
 use super::error::{Context, ModelError};
 use super::language::{KvCache, LanguageModel, Modality};
 use super::loader::{self, Checkpoint};
+use super::precision::Precision;
 use super::preprocess;
 use super::prompt::Piece;
 use super::vision::VisionTower;
@@ -24,8 +25,10 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub(crate) fn load(checkpoint: &Checkpoint, dtype: DType, device: &Device) -> Result<Self, ModelError> {
+    /// Loads the checkpoint in `precision`, a resolved one ([`Precision::on`]).
+    pub(crate) fn load(checkpoint: &Checkpoint, precision: Precision, device: &Device) -> Result<Self, ModelError> {
         let config = loader::read_config(&checkpoint.config_path)?;
+        let dtype = precision.dtype();
         let vb = loader::open_weights(&checkpoint.weights, dtype, device)?;
         let part = |name: &str| {
             let source = checkpoint.source.clone();
@@ -40,7 +43,7 @@ impl Network {
             vb.pp("model.visual_abstractor"),
         )
         .ctx(part("visual abstractor"))?;
-        let language = LanguageModel::load(&config, vb).ctx(part("language model"))?;
+        let language = LanguageModel::load(&config, vb, precision.quantizes_language()).ctx(part("language model"))?;
         Ok(Self {
             config,
             vision,

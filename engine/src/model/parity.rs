@@ -4,15 +4,16 @@
 //! each stage can be checked on its own. It loads through the same [`super::loader`] as
 //! [`super::CoInstruct::load`], in f32 on the CPU.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use image::RgbImage;
 
-use super::comparator::{CoInstruct, Precision};
+use super::comparator::CoInstruct;
 use super::device::DeviceKind;
 use super::error::{Context, ModelError};
 use super::language::KvCache;
 use super::loader;
 use super::network::Network;
+use super::precision::Precision;
 use super::preprocess;
 use super::prompt::pieces_from_ids;
 
@@ -39,19 +40,14 @@ impl Probe {
     }
 
     /// Loads `source` on another device or in another precision (device checks).
-    pub fn load_on(source: &str, device: DeviceKind, precision: Precision) -> Result<Self, ModelError> {
+    pub fn load_on(source: &str, kind: DeviceKind, precision: Precision) -> Result<Self, ModelError> {
         let checkpoint = loader::locate(source)?;
-        let device = match device {
+        let device = match kind {
             DeviceKind::Cpu => Device::Cpu,
             DeviceKind::Cuda(i) => Device::new_cuda(i).ctx(|| format!("opening CUDA device {i}"))?,
         };
-        let dtype = match precision {
-            Precision::F32 => DType::F32,
-            Precision::Bf16 => DType::BF16,
-            Precision::F16 => DType::F16,
-        };
         Ok(Self {
-            net: Network::load(&checkpoint, dtype, &device)?,
+            net: Network::load(&checkpoint, precision.on(kind)?, &device)?,
         })
     }
 
