@@ -96,6 +96,10 @@ pub struct ModelArgs {
           long_help = format!("{} `qrank compare` uses the first. GPUs need a binary built with --features cuda.",
                               crate::models::DEVICE_HELP))]
     pub device: engine::model::DeviceSpec,
+    /// Precision of Co-Instruct's weights: auto, f32, bf16, f16, or q8 (8-bit, CPU only).
+    #[arg(long, env = "QRANK_PRECISION", default_value = "auto", value_name = "PRECISION",
+          long_help = crate::models::PRECISION_HELP)]
+    pub precision: engine::model::Precision,
     /// What to compare, for models that compare (Co-Instruct); BRISQUE and NIQE judge overall quality.
     #[arg(long, value_enum, default_value_t = CriterionName::Overall)]
     pub criterion: CriterionName,

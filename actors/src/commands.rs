@@ -57,7 +57,13 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         Some(dir) => Some(runtime.block_on(open_resume_folder(dir))?),
         None => None,
     };
-    let comparators = crate::models::load(&args.model.model, &args.model.device, args.embedding_cache_mib, warn)?;
+    let comparators = crate::models::load(
+        &args.model.model,
+        &args.model.device,
+        args.model.precision,
+        args.embedding_cache_mib,
+        warn,
+    )?;
     if !comparators.primary().scores_directly() {
         if let Err(e) = crate::prepared::check_spill_dir(&std::env::temp_dir()) {
             warn(&format!(
@@ -166,7 +172,12 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
         .into());
     };
     let device = crate::models::resolve_devices(&args.model.device, warn)?[0];
-    let model = crate::models::load_coinstruct(source, device, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)?;
+    let model = crate::models::load_coinstruct(
+        source,
+        device,
+        args.model.precision,
+        crate::models::DEFAULT_EMBEDDING_CACHE_MIB,
+    )?;
     let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();
     let members: Vec<_> = prepared.iter().collect();
     if let Some(question) = &args.model.question {

@@ -125,6 +125,9 @@ pub struct ModelConfig {
     /// `cuda:N,...`. The chart sets `cuda` on GPU nodes, so that a pod that got no GPU fails at
     /// start instead of running the model on its CPU.
     pub device: engine::model::DeviceSpec,
+    /// Precision of Co-Instruct's weights (see [`crate::models::PRECISION_HELP`]): `auto`,
+    /// `f32`, `bf16`, `f16` or `q8`.
+    pub precision: engine::model::Precision,
     /// Rank by comparing groups even when the model can score single images. Slower, but it
     /// exercises the comparison path (scheduling, checkpoints) with a CPU model.
     pub compare_groups: bool,
@@ -138,6 +141,7 @@ impl Default for ModelConfig {
         Self {
             name: crate::models::ModelSpec::Brisque,
             device: engine::model::DeviceSpec::Auto,
+            precision: engine::model::Precision::Auto,
             compare_groups: false,
             embedding_cache_mib: crate::models::DEFAULT_EMBEDDING_CACHE_MIB,
         }
@@ -497,11 +501,13 @@ mod tests {
                 ("QRANK_SHUTDOWN__GRACE_PERIOD_SECS", "5"),
                 ("QRANK_HTTP__LISTEN", "127.0.0.1:0"),
                 ("QRANK_MODEL__EMBEDDING_CACHE_MIB", "16384"),
+                ("QRANK_MODEL__PRECISION", "q8"),
                 ("QRANK_BIN", "/not/config"),
             ]),
         )
         .unwrap();
         assert_eq!(config.model.embedding_cache_mib, 16384);
+        assert_eq!(config.model.precision, engine::model::Precision::Q8);
         assert_eq!(config.amqp.prefetch, 9);
         assert_eq!(config.amqp.queue, "from-file");
         assert_eq!(config.shutdown.grace_period_secs, 5);
@@ -514,6 +520,11 @@ mod tests {
         assert!(unknown.to_string().contains("prefech"), "{unknown}");
         let zero = Config::load(None, env(&[("QRANK_AMQP__PREFETCH", "0")])).unwrap_err();
         assert!(zero.to_string().starts_with("amqp.prefetch"), "{zero}");
+        let precision = Config::load(None, env(&[("QRANK_MODEL__PRECISION", "int4")])).unwrap_err();
+        assert!(
+            format!("{precision:#}").contains("precision \"int4\": expected auto, f32, bf16, f16 or q8"),
+            "{precision:#}"
+        );
         let scheme = Config::load(None, env(&[("QRANK_AMQP__URL", "http://x")])).unwrap_err();
         assert!(scheme.to_string().starts_with("amqp.url"), "{scheme}");
         let timeout = Config::load(None, env(&[("QRANK_SCALE__SHARED_GROUP_TIMEOUT_SECS", "300")])).unwrap_err();

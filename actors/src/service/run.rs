@@ -90,9 +90,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // The probes answer while the model loads (a checkpoint may download); /readyz waits for it.
     let model = config.model.clone();
     let comparators = tokio::task::spawn_blocking(move || {
-        crate::models::load(&model.name, &model.device, model.embedding_cache_mib, |warning| {
-            tracing::warn!(device = %model.device, "{warning}");
-        })
+        crate::models::load(
+            &model.name,
+            &model.device,
+            model.precision,
+            model.embedding_cache_mib,
+            |warning| {
+                tracing::warn!(device = %model.device, "{warning}");
+            },
+        )
     })
     .await
     .context("loading the model panicked")?

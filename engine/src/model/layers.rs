@@ -56,7 +56,7 @@ impl Linear {
     pub(crate) fn load_q8(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let dense = Self::load(in_dim, out_dim, bias, vb)?;
         match &dense.weight {
-            Weight::Dense(w) if in_dim % GgmlDType::Q8_0.block_size() == 0 => {
+            Weight::Dense(w) if in_dim.is_multiple_of(GgmlDType::Q8_0.block_size()) => {
                 let blocks = QTensor::quantize(&w.to_dtype(DType::F32)?, GgmlDType::Q8_0)?;
                 Ok(Self {
                     weight: Weight::Q8(QMatMul::from_qtensor(blocks)?),
