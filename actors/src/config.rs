@@ -366,6 +366,16 @@ impl Config {
         if self.amqp.prefetch == 0 {
             return invalid("amqp.prefetch", "must be at least 1");
         }
+        let gpus = matches!(
+            self.model.device,
+            engine::model::DeviceSpec::AllGpus | engine::model::DeviceSpec::Gpus(_)
+        );
+        if gpus && self.model.precision == engine::model::Precision::Q8 {
+            return invalid(
+                "model.precision",
+                "q8 runs on the CPU only, and model.device names GPUs: use bf16 (or auto) there",
+            );
+        }
         if self.amqp.reconnect_min_backoff_ms == 0
             || self.amqp.reconnect_min_backoff_ms > self.amqp.reconnect_max_backoff_ms
         {
@@ -525,6 +535,12 @@ mod tests {
             format!("{precision:#}").contains("precision \"int4\": expected auto, f32, bf16, f16 or q8"),
             "{precision:#}"
         );
+        let q8_on_gpus = Config::load(
+            None,
+            env(&[("QRANK_MODEL__PRECISION", "q8"), ("QRANK_MODEL__DEVICE", "cuda")]),
+        )
+        .unwrap_err();
+        assert!(q8_on_gpus.to_string().starts_with("model.precision"), "{q8_on_gpus}");
         let scheme = Config::load(None, env(&[("QRANK_AMQP__URL", "http://x")])).unwrap_err();
         assert!(scheme.to_string().starts_with("amqp.url"), "{scheme}");
         let timeout = Config::load(None, env(&[("QRANK_SCALE__SHARED_GROUP_TIMEOUT_SECS", "300")])).unwrap_err();
