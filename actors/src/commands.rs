@@ -172,12 +172,8 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
         .into());
     };
     let device = crate::models::resolve_devices(&args.model.device, warn)?[0];
-    let model = crate::models::load_coinstruct(
-        source,
-        device,
-        args.model.precision,
-        crate::models::DEFAULT_EMBEDDING_CACHE_MIB,
-    )?;
+    let precision = crate::models::precision_for(source, device, args.model.precision, warn)?;
+    let model = crate::models::load_coinstruct(source, device, precision, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)?;
     let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();
     let members: Vec<_> = prepared.iter().collect();
     if let Some(question) = &args.model.question {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use engine::classical::{Brisque, Niqe};
 use engine::compare::Comparator;
-use engine::model::{CoInstruct, DeviceKind, DeviceSpec, LoadOptions, Precision, DEFAULT_EMBEDDING_CACHE_BYTES};
+use engine::model::{
+    CoInstruct, DeviceKind, DeviceSpec, LoadOptions, Precision, WeightCounts, DEFAULT_EMBEDDING_CACHE_BYTES,
+};
 
 /// A model name as the user writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +78,12 @@ pub const DEVICE_HELP: &str = "Where Co-Instruct runs: auto (every GPU the CUDA 
      run on the CPU.";
 
 /// What `--precision` and `model.precision` accept, for the CLI's help and the config docs.
-pub const PRECISION_HELP: &str = "Precision of Co-Instruct's weights: auto (f32 on the CPU, bf16 on \
-     a GPU), f32, bf16, f16, or q8: the language model's linear layers in 8-bit blocks and the rest \
-     in f32, for the CPU only. The real checkpoint takes 33 GB in f32 and about 10 GB in q8, whose \
-     calls are also faster on a CPU; its logits stay within 0.1 of f32's on the golden checkpoint.";
+pub const PRECISION_HELP: &str = "Precision of Co-Instruct's weights: auto (bf16 on a GPU; on the \
+     CPU f32, or q8 when the memory available cannot hold f32 with 3 GB to spare), f32, bf16, f16, \
+     or q8: the language model's linear layers in 8-bit blocks and the rest in f32, for the CPU \
+     only. The real checkpoint takes 33 GB in f32 and 11 to 19 GB in q8 (19 where the CPU has \
+     VNNI, whose integer kernels keep a second copy), and q8's calls are faster on such a CPU; its \
+     logits stay within 0.1 of the reference's on the golden checkpoint.";
 
 /// The model loaded once per device. The inference worker gives each copy threads of its own;
 /// what is the same on every device (the model's id, preparing an image, whether it scores
@@ -201,6 +205,60 @@ fn resolve_with(device: &DeviceSpec, visible: Result<usize, String>, warn: impl 
     Ok(devices)
 }
 
+/// The precision to load `source` in on `device`. On the CPU, `auto` takes q8 when f32 would
+/// not fit the memory available ([`Precision::for_memory`]), and `warn` hears the figures:
+/// a laptop would otherwise swap or be killed partway through loading 33 GB.
+pub fn precision_for(source: &str, device: DeviceKind, precision: Precision, warn: impl Fn(&str)) -> Result<Precision> {
+    if precision != Precision::Auto || device != DeviceKind::Cpu {
+        return Ok(precision);
+    }
+    let Some(available) = available_memory() else {
+        return Ok(precision);
+    };
+    let counts = WeightCounts::of(source).with_context(|| format!("reading the weights of {source}"))?;
+    let chosen = precision.for_memory(device, &counts, Some(available));
+    if chosen == Precision::Q8 {
+        let gb = |bytes: u64| bytes as f64 / 1e9;
+        warn(&format!(
+            "Co-Instruct takes {:.1} GB in f32 and {:.1} GB is available: loading it in q8, {:.1} GB \
+             (--precision f32 to insist)",
+            gb(counts.bytes_in(Precision::F32)),
+            gb(available),
+            gb(counts.bytes_in(Precision::Q8)),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// The memory this process may still take, in bytes: the system's `MemAvailable`, or less where
+/// a cgroup (a container's memory limit) leaves less. `None` where neither can be read.
+fn available_memory() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let limit = read("/sys/fs/cgroup/memory.max").or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+    let used = read("/sys/fs/cgroup/memory.current").or_else(|| read("/sys/fs/cgroup/memory/memory.usage_in_bytes"));
+    memory_left(read("/proc/meminfo").as_deref(), limit.as_deref(), used.as_deref())
+}
+
+/// [`available_memory`] from the files' texts.
+fn memory_left(meminfo: Option<&str>, cgroup_limit: Option<&str>, cgroup_used: Option<&str>) -> Option<u64> {
+    let system = meminfo.and_then(|text| {
+        let kib = text.lines().find_map(|line| line.strip_prefix("MemAvailable:"))?;
+        Some(kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok()? * 1024)
+    });
+    // "max" (no limit) does not parse, and neither does a missing file.
+    let cgroup = match (cgroup_limit, cgroup_used) {
+        (Some(limit), Some(used)) => {
+            let (limit, used) = (limit.trim().parse::<u64>().ok(), used.trim().parse::<u64>().ok());
+            limit.zip(used).map(|(limit, used)| limit.saturating_sub(used))
+        }
+        _ => None,
+    };
+    match (system, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Load a Co-Instruct checkpoint on `device`, in `precision`.
 pub fn load_coinstruct(
     source: &str,
@@ -318,6 +376,44 @@ mod tests {
             first.is_err(),
             "auto must not hide a model that loads nowhere it was tried first"
         );
+    }
+
+    #[test]
+    fn memory_left_is_the_least_of_the_system_and_the_container() {
+        let meminfo = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   16000000 kB\n";
+        let gib16 = 16_000_000 * 1024;
+        assert_eq!(memory_left(Some(meminfo), None, None), Some(gib16));
+        assert_eq!(memory_left(Some(meminfo), Some("max\n"), Some("5000\n")), Some(gib16));
+        let limit = Some("8000000000\n");
+        assert_eq!(
+            memory_left(Some(meminfo), limit, Some("1000000000\n")),
+            Some(7_000_000_000)
+        );
+        assert_eq!(memory_left(None, limit, Some("1000000000")), Some(7_000_000_000));
+        assert_eq!(memory_left(None, None, None), None);
+        assert_eq!(memory_left(Some("MemTotal: 5 kB\n"), None, None), None);
+    }
+
+    /// Asked-for precisions and GPUs are left alone without reading the checkpoint (which here
+    /// does not exist); `auto` on the CPU reads it, and says which checkpoint it could not read.
+    #[test]
+    fn only_auto_on_the_cpu_looks_at_the_memory() {
+        let quiet = |w: &str| panic!("warned: {w}");
+        assert_eq!(
+            precision_for("/nowhere", DeviceKind::Cpu, Precision::F32, quiet).unwrap(),
+            Precision::F32
+        );
+        assert_eq!(
+            precision_for("/nowhere", DeviceKind::Cuda(0), Precision::Auto, quiet).unwrap(),
+            Precision::Auto
+        );
+        if available_memory().is_some() {
+            let err = format!(
+                "{:#}",
+                precision_for("/nowhere", DeviceKind::Cpu, Precision::Auto, quiet).unwrap_err()
+            );
+            assert!(err.contains("reading the weights of /nowhere"), "{err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Timings of Co-Instruct group calls on a device, for `scripts/gpu_check.sh` to set beside
 //! PyTorch (`scripts/bench_gpu.py`) on the same card.
 //!
-//! `bench_calls CHECKPOINT_DIR TOKENIZER cpu|cuda f32|bf16 RUNS IMAGE...` loads the checkpoint
+//! `bench_calls CHECKPOINT_DIR TOKENIZER cpu|cuda PRECISION RUNS IMAGE...` loads the checkpoint
 //! through the real loader as the comparator the service runs, and reads its stages through the
 //! parity tests' probe, which shares its weights. It prints the median milliseconds, over RUNS runs after two warm-ups, of
 //! - each stage for a group of 4: vision tower, abstractor, language-model prefill of the
@@ -10,7 +10,9 @@
 //!   continuations): "cold", where every image is new to the embedding cache, and "warm",
 //!   where all four come from it, as when an image returns in a later round;
 //!
-//! then one JSON line with the same numbers. Every timed region ends by synchronising the device,
+//! then one JSON line with the same numbers, the decoder layers' count and the memory the
+//! process holds once loaded and after the calls (Linux's `RssAnon`: the model's own memory, not
+//! the pages of the mapped checkpoint, which the system may drop; `null` elsewhere). Every timed region ends by synchronising the device,
 //! so the GPU's queued work is inside it.
 
 use std::time::Instant;
@@ -36,6 +38,18 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// This process's anonymous resident memory in MiB, from `/proc/self/status` where there is one.
+fn anonymous_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))?;
+    let kib: f64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn json_mib(mib: Option<f64>) -> String {
+    mib.map_or("null".to_string(), |m| format!("{m:.0}"))
+}
+
 fn sync(t: &Tensor) {
     t.device().synchronize().expect("synchronising the device");
 }
@@ -43,7 +57,7 @@ fn sync(t: &Tensor) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, tokenizer, device, precision, runs, paths @ ..] = args.as_slice() else {
-        eprintln!("usage: bench_calls CHECKPOINT_DIR TOKENIZER cpu|cuda f32|bf16 RUNS IMAGE...");
+        eprintln!("usage: bench_calls CHECKPOINT_DIR TOKENIZER cpu|cuda auto|f32|bf16|f16|q8 RUNS IMAGE...");
         std::process::exit(64);
     };
     let device = if device == "cuda" {
@@ -51,11 +65,7 @@ fn main() {
     } else {
         DeviceKind::Cpu
     };
-    let precision = if precision == "bf16" {
-        Precision::Bf16
-    } else {
-        Precision::F32
-    };
+    let precision: Precision = precision.parse().expect("a precision");
     let runs: usize = runs.parse().expect("RUNS is a number");
     assert!(paths.len() >= 4, "give at least 4 images");
     let images: Vec<Image> = paths
@@ -72,6 +82,7 @@ fn main() {
     };
     let model = CoInstruct::load(dir, &options).expect("loading the comparator");
     let load_s = load_start.elapsed().as_secs_f64();
+    let loaded_rss = anonymous_rss_mib();
     let probe = Probe::of(&model);
 
     let squares: Vec<_> = images[..4].iter().map(|i| probe.preprocess_rgb8(&i.rgb)).collect();
@@ -132,6 +143,10 @@ fn main() {
     println!(
         "{{\"vision_ms_batch4\": {vision_ms:.3}, \"abstractor_ms_batch4\": {abstractor_ms:.3}, \
          \"llm_seq_len\": {seq_len}, \"llm_prefill_ms\": {prefill_ms:.3}, \"decode_step_ms\": {step_ms:.3}, \
-         \"call_cold_ms\": {cold_ms:.3}, \"call_warm_ms\": {warm_ms:.3}, \"load_s\": {load_s:.2}}}"
+         \"call_cold_ms\": {cold_ms:.3}, \"call_warm_ms\": {warm_ms:.3}, \"load_s\": {load_s:.2}, \
+         \"llm_layers\": {layers}, \"loaded_rss_anon_mib\": {loaded}, \"rss_anon_mib\": {rss}}}",
+        layers = model.config().num_hidden_layers,
+        loaded = json_mib(loaded_rss),
+        rss = json_mib(anonymous_rss_mib()),
     );
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use engine::model::parity::Probe;
-use engine::model::{DeviceKind, Precision};
+use engine::model::{DeviceKind, Precision, WeightCounts};
 
 /// CLIP's normalisation, to recover the uint8 pixels from `pixel_values`.
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -263,6 +263,19 @@ fn greedy_generation_with_kv_cache_matches_reference() {
             g.get(&format!("{case}.generated_step_logits")),
         );
     }
+}
+
+/// The weights are counted from the checkpoint's headers as q8 loads them: the two decoder
+/// layers' projections (q, o, the two ways' k and v: 6 of 96 x 96; gate, up, down: 3 of
+/// 96 x 192) in 8-bit blocks, every other tensor beside them.
+#[test]
+fn weights_are_counted_from_the_checkpoint() {
+    let g = Golden::open();
+    let counts = WeightCounts::of(g._checkpoint.path().to_str().unwrap()).unwrap();
+    assert_eq!(counts.quantized_in_q8, 2 * (6 * 96 * 96 + 3 * 96 * 192));
+    let weights = candle_core::safetensors::load(g.dir.join("weights.safetensors"), &Device::Cpu).unwrap();
+    let total: usize = weights.values().map(Tensor::elem_count).sum();
+    assert_eq!(counts.quantized_in_q8 + counts.other, total as u64);
 }
 
 /// The tolerance of 8-bit weights (`Precision::Q8`) on every logit, the one bf16 is held to on a

@@ -270,6 +270,40 @@ pub(crate) fn open_weights(
     }
 }
 
+/// Every tensor's name and shape, read from the files' headers without their data.
+pub(crate) fn weight_shapes(weights: &Weights) -> Result<Vec<(String, Vec<usize>)>, ModelError> {
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Weights { path, source }
+    };
+    let mut shapes = Vec::new();
+    match weights {
+        Weights::Safetensors(paths) => {
+            for path in paths {
+                // SAFETY: as in `open_weights`: mapped read-only, only the header is read.
+                #[allow(unsafe_code)]
+                let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(failed(path))?;
+                shapes.extend(
+                    file.tensors()
+                        .into_iter()
+                        .map(|(name, view)| (name, view.shape().to_vec())),
+                );
+            }
+        }
+        Weights::PyTorch(paths) => {
+            for path in paths {
+                let infos = candle_core::pickle::read_pth_tensor_info(path, false, None).map_err(failed(path))?;
+                shapes.extend(
+                    infos
+                        .into_iter()
+                        .map(|info| (info.name, info.layout.shape().dims().to_vec())),
+                );
+            }
+        }
+    }
+    Ok(shapes)
+}
+
 /// Reads `tokenizer.json`, or converts a SentencePiece `tokenizer.model`.
 pub(crate) fn read_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, ModelError> {
     let error = |reason: String| ModelError::Tokenizer {

@@ -21,6 +21,7 @@ use candle_core::DType;
 
 use super::device::DeviceKind;
 use super::error::ModelError;
+use super::loader;
 
 /// Numeric precision of weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -106,6 +107,87 @@ impl Precision {
     }
 }
 
+/// How many weights a checkpoint holds: those [`Precision::Q8`] stores in 8-bit blocks (the
+/// decoder layers' linear layers) and the rest, which every precision but bf16 and f16 keeps in
+/// f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightCounts {
+    pub quantized_in_q8: u64,
+    pub other: u64,
+}
+
+/// Memory left beside the weights when `auto` decides whether f32 fits: activations, the
+/// embedding cache (512 MiB by default) and the images a run keeps (`--image-memory-mib`).
+pub const ROOM_BESIDE_WEIGHTS: u64 = 3 << 30;
+
+impl WeightCounts {
+    /// Counts the weights of `source` (a folder or a hub id, downloaded if need be) from the
+    /// headers of its weight files.
+    pub fn of(source: &str) -> Result<Self, ModelError> {
+        let checkpoint = loader::locate(source)?;
+        Ok(Self::from_shapes(loader::weight_shapes(&checkpoint.weights)?))
+    }
+
+    fn from_shapes(shapes: impl IntoIterator<Item = (String, Vec<usize>)>) -> Self {
+        let mut counts = Self {
+            quantized_in_q8: 0,
+            other: 0,
+        };
+        for (name, shape) in shapes {
+            let numel = shape.iter().product::<usize>() as u64;
+            let linear = name.starts_with("model.layers.")
+                && (name.contains(".self_attn.") || name.contains(".mlp."))
+                && name.ends_with(".weight");
+            // The layers `Linear::load_q8` quantizes: whole 32-weight blocks along the input.
+            if linear && shape.len() == 2 && shape[1] % 32 == 0 {
+                counts.quantized_in_q8 += numel;
+            } else {
+                counts.other += numel;
+            }
+        }
+        counts
+    }
+
+    /// Bytes the weights take in memory when loaded in `precision` (a resolved one) on the CPU.
+    /// In q8 that is 34 bytes a block of 32, twice over where candle's CPU kernels keep a
+    /// second copy of the blocks rearranged for their integer dot products (x86 CPUs with VNNI,
+    /// and ARM), which they build on the first product and keep.
+    pub fn bytes_in(&self, precision: Precision) -> u64 {
+        let total = self.quantized_in_q8 + self.other;
+        match precision {
+            Precision::Bf16 | Precision::F16 => 2 * total,
+            Precision::Auto | Precision::F32 => 4 * total,
+            Precision::Q8 => self.quantized_in_q8 * 34 / 32 * q8_copies() + 4 * self.other,
+        }
+    }
+}
+
+/// Copies of the 8-bit weights candle's CPU products keep ([`WeightCounts::bytes_in`]).
+fn q8_copies() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if !(std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni")) {
+        return 1;
+    }
+    2
+}
+
+impl Precision {
+    /// What `auto` means on the CPU for a checkpoint of `counts` weights, given the memory
+    /// `available` (bytes; `None` when the system does not say): f32, the reference's own
+    /// precision, when its weights and [`ROOM_BESIDE_WEIGHTS`] fit, else q8. Any other choice,
+    /// and any device but the CPU, is left as it is.
+    pub fn for_memory(self, device: DeviceKind, counts: &WeightCounts, available: Option<u64>) -> Self {
+        match (self, device, available) {
+            (Self::Auto, DeviceKind::Cpu, Some(available))
+                if counts.bytes_in(Self::F32) + ROOM_BESIDE_WEIGHTS > available =>
+            {
+                Self::Q8
+            }
+            _ => self,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +217,59 @@ mod tests {
         assert!(err.contains("cuda:1") && err.contains("bf16"), "{err}");
         assert_eq!(Precision::Q8.dtype(), DType::F32);
         assert!(Precision::Q8.quantizes_language() && !Precision::F32.quantizes_language());
+    }
+
+    /// The real checkpoint's weights, by the figures of `mod.rs`: 7.5 B in the decoder layers'
+    /// linear layers (LLaMA-2-7B's and the image-side key/value copies), 0.7 B elsewhere.
+    const CO_INSTRUCT: WeightCounts = WeightCounts {
+        quantized_in_q8: 7_550_000_000,
+        other: 660_000_000,
+    };
+    const GB: u64 = 1_000_000_000;
+
+    #[test]
+    fn auto_takes_q8_on_a_cpu_without_memory_for_f32() {
+        assert_eq!(CO_INSTRUCT.bytes_in(Precision::F32) / GB, 32);
+        let q8 = CO_INSTRUCT.bytes_in(Precision::Q8) / GB;
+        assert!(
+            [10, 18].contains(&q8),
+            "{q8} GB: 8.0 GB of blocks, once or twice, and 2.6 GB in f32"
+        );
+        let choose = |device, available| Precision::Auto.for_memory(device, &CO_INSTRUCT, available);
+        assert_eq!(choose(DeviceKind::Cpu, Some(16 * GB)), Precision::Q8);
+        assert_eq!(
+            choose(DeviceKind::Cpu, Some(64 * GB)).on(DeviceKind::Cpu).unwrap(),
+            Precision::F32
+        );
+        assert_eq!(
+            choose(DeviceKind::Cpu, None),
+            Precision::Auto,
+            "unknown memory: the usual f32"
+        );
+        assert_eq!(
+            choose(DeviceKind::Cuda(0), Some(16 * GB)),
+            Precision::Auto,
+            "a GPU's memory is its own"
+        );
+        let asked = Precision::F32.for_memory(DeviceKind::Cpu, &CO_INSTRUCT, Some(16 * GB));
+        assert_eq!(asked, Precision::F32, "an explicit precision is kept");
+    }
+
+    #[test]
+    fn weights_are_counted_by_what_q8_quantizes() {
+        let counts = WeightCounts::from_shapes([
+            ("model.layers.0.self_attn.q_proj.weight".to_string(), vec![96, 96]),
+            (
+                "model.layers.0.self_attn.k_proj.multiway.1.weight".to_string(),
+                vec![96, 96],
+            ),
+            ("model.layers.0.mlp.down_proj.weight".to_string(), vec![96, 192]),
+            ("model.layers.0.input_layernorm.multiway.0.weight".to_string(), vec![96]),
+            ("model.layers.0.self_attn.q_proj.bias".to_string(), vec![96]),
+            ("model.layers.0.mlp.odd_proj.weight".to_string(), vec![8, 40]),
+            ("lm_head.weight".to_string(), vec![1000, 96]),
+        ]);
+        assert_eq!(counts.quantized_in_q8, 96 * 96 * 2 + 96 * 192);
+        assert_eq!(counts.other, 96 + 96 + 8 * 40 + 1000 * 96);
     }
 }
