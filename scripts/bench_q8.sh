@@ -2,7 +2,8 @@
 # 8-bit weights on the CPU (`--precision q8`) against f32, and PyTorch's f32 and dynamic int8
 # beside them, at LLaMA-2-7B's width with LAYERS of its 32 decoder layers (scripts/bench_q8.py).
 # Usage: scripts/bench_q8.sh [WORK_DIR] [RUNS] [LAYERS]   (the bench_model.sh venv: torch,
-# transformers; about 10 minutes at the defaults on 2 cores, 5 GB of disk)
+# transformers; about 10 minutes at the defaults on 2 cores, 2.5 GB of disk). LAYERS=32 is the
+# whole network at full size (16 GB of bf16 shards), where f32 needs a 40 GB machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/qrank-bench-q8}
@@ -14,7 +15,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -q torch transformers pillow numpy safetensors
 fi
 mkdir -p "$work"
-[ -f "$work/ckpt/model.safetensors" ] || (cd "$root/scripts" && "$venv/bin/python" bench_q8.py make "$work/ckpt" "$layers")
+[ -f "$work/ckpt/config.json" ] || (cd "$root/scripts" && "$venv/bin/python" bench_q8.py make "$work/ckpt" "$layers")
 cargo build --release -q --manifest-path "$root/Cargo.toml" -p qrank-engine --features coinstruct --example bench_calls
 for precision in f32 q8; do
   echo "== qrank, $precision =="

@@ -52,6 +52,9 @@ pub struct Stats {
     pub embedding_cache: Option<CacheStats>,
     /// Images that waited on disk between rounds, past `--image-memory-mib`.
     pub images_on_disk: u64,
+    /// The precision of the model's weights (`--precision` as resolved), for models that have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// What a run produced.

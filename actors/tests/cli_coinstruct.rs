@@ -109,6 +109,10 @@ fn rank_with_coinstruct_compares_groups_and_fits() {
         report["stats"]["num_model_calls"], 20,
         "1 call per image over 20 images"
     );
+    assert_eq!(
+        report["stats"]["precision"], "f32",
+        "auto on the CPU, with memory for the tiny model"
+    );
     assert!(report["ranking"]["stop_reason"].is_string());
 }
 
@@ -157,6 +161,7 @@ fn q8_answers_as_f32_does() {
 
     let ranked = ok_json(&rank_photos_with_tiny_model(&["--format", "json", "--precision", "q8"]));
     assert_eq!(ranked["stats"]["num_model_calls"], 20);
+    assert_eq!(ranked["stats"]["precision"], "q8", "the report says what judged it");
     assert_eq!(named_scores(&ranked).len(), 20);
 
     let wrong = rank_photos_with_tiny_model(&["--precision", "int4"]);

@@ -90,6 +90,12 @@ pub trait Comparator: Send + Sync {
     /// Judge a group of 2..=4 prepared images.
     fn compare(&self, group: &[&Image], criterion: &Criterion) -> Result<GroupOutcome, CompareError>;
 
+    /// The numeric precision the model's weights were loaded in, for models that have one
+    /// (Co-Instruct: `f32`, `bf16`, `f16` or `q8`), so that a result says what judged it.
+    fn precision(&self) -> Option<String> {
+        None
+    }
+
     /// What the comparator's cache of per-image work has done since it was loaded, if it keeps
     /// one (Co-Instruct keeps each image's tokens), so that its size can be judged in service.
     fn cache_stats(&self) -> Option<CacheStats> {

@@ -383,6 +383,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                     seconds: state.started.elapsed().as_secs_f64(),
                     embedding_cache: None,
                     images_on_disk: 0,
+                    precision: state.ctx.comparators.primary().precision(),
                 },
             };
             finish(myself, state, report).await?;

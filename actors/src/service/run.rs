@@ -106,6 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(
         model = %comparators.primary().model_id(),
         devices = %comparators.device_names(),
+        precision = ?comparators.primary().precision(),
         "model loaded"
     );
     health.model_loaded.store(true, Ordering::Relaxed);

@@ -57,6 +57,8 @@ pub struct CoInstruct {
     tokenizer: PromptTokenizer,
     cache: Mutex<EmbeddingCache>,
     model_id: String,
+    /// The precision it was loaded in, resolved (never `Auto`).
+    precision: Precision,
 }
 
 impl CoInstruct {
@@ -89,6 +91,7 @@ impl CoInstruct {
             tokenizer,
             cache: Mutex::new(EmbeddingCache::new(options.embedding_cache_bytes)),
             model_id,
+            precision,
         })
     }
 
@@ -230,6 +233,10 @@ impl Comparator for CoInstruct {
 
     fn cache_stats(&self) -> Option<CacheStats> {
         Some(self.cache.lock().unwrap_or_else(|e| e.into_inner()).stats())
+    }
+
+    fn precision(&self) -> Option<String> {
+        Some(self.precision.to_string())
     }
 }
 
