@@ -150,6 +150,7 @@ pub fn load(
             let devices = resolve_devices(device, &warn)?;
             let strict = *device != DeviceSpec::Auto;
             load_copies(&devices, strict, &warn, |device| {
+                let precision = precision_for(source, device, precision, &warn)?;
                 Ok(Arc::new(load_coinstruct(
                     source,
                     device,

@@ -164,6 +164,19 @@ fn q8_answers_as_f32_does() {
     assert_eq!(ranked["stats"]["precision"], "q8", "the report says what judged it");
     assert_eq!(named_scores(&ranked).len(), 20);
 
+    // `auto` on the CPU reads the checkpoint's weights to see whether f32 fits the memory
+    // before it loads anything, for `rank` as for `compare`.
+    let empty = tempfile::tempdir().unwrap();
+    for inputs in [
+        &["rank", "examples/photos"][..],
+        &["compare", "examples/photos/coffee.jpg", "examples/photos/rocket.jpg"],
+    ] {
+        let mut args = inputs.to_vec();
+        args.extend(["--model", empty.path().to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&qrank(&args).stderr).into_owned();
+        assert!(stderr.contains("reading the weights of"), "{}: {stderr}", inputs[0]);
+    }
+
     let wrong = rank_photos_with_tiny_model(&["--precision", "int4"]);
     assert_eq!(wrong.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&wrong.stderr);
