@@ -3,7 +3,7 @@
 //! The real checkpoint has about 8.2 B parameters: 33 GB in f32, 16.5 GB in bf16 or f16. A GPU
 //! takes bf16. On a CPU, f32 is the precise path but needs a 40 GB machine, and candle's CPU
 //! products in bf16 are slow. [`Precision::Q8`] is for the laptop: the language model's linear
-//! layers (6.7 B of the 8.2 B weights, and the bulk of every call's arithmetic) are stored as
+//! layers (7.5 B of the 8.2 B weights, and the bulk of every call's arithmetic) are stored as
 //! GGML `Q8_0` blocks (32 weights sharing one f16 scale, 8.5 bits a weight) and multiplied by
 //! candle's integer dot products, which quantize each activation row to the same blocks. The
 //! vision tower, abstractor, embeddings, norms and `lm_head` stay in f32, so the answer logits
@@ -13,7 +13,7 @@
 //! VNNI (and on ARM), candle's CPU kernels rearrange each weight's blocks into tiles for their
 //! integer dot products on its first product and keep both copies, so the model holds 18.6 GB
 //! there ([`WeightCounts::bytes_in`]); on the development machine (AVX-VNNI) the tiles made a
-//! group prompt's prefill 7.3x faster than the plain blocks (1.75 s against 12.8 s for 4 decoder
+//! group prompt's prefill 7.4x faster than the plain blocks (1.72 s against 12.8 s for 4 decoder
 //! layers at LLaMA-7B width). `auto` picks q8 on a CPU whose memory cannot hold f32
 //! ([`Precision::for_memory`]).
 //!
@@ -35,7 +35,8 @@ use super::loader;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub enum Precision {
-    /// f32 on the CPU, bf16 on a GPU.
+    /// bf16 on a GPU; on the CPU f32, or q8 where f32 does not fit the memory
+    /// ([`Precision::for_memory`], which the caller asks before loading).
     #[default]
     Auto,
     F32,
