@@ -44,15 +44,35 @@ def make(out):
 
 
 def median_ms(runs, fn):
+    """Median of `runs` timed runs after two warm-ups, each ending in a device synchronisation
+    where there is a GPU."""
     fn()
     fn()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def time_llm(llm, ids, runs):
+    """The prefill of `ids` (every position's logits) and one decoding step after it, in ms:
+    the step is the difference of a prefill with 9 steps and one with 1, over 8."""
+    def prefill_and_steps(steps):
+        out = llm(input_ids=ids, use_cache=True)
+        cache = out.past_key_values
+        for _ in range(steps):
+            nxt = out.logits[:, -1:].argmax(-1)
+            out = llm(input_ids=nxt, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+
+    prefill_ms = median_ms(runs, lambda: llm(input_ids=ids, use_cache=False))
+    one = median_ms(runs, lambda: prefill_and_steps(1))
+    nine = median_ms(runs, lambda: prefill_and_steps(9))
+    return prefill_ms, (nine - one) / 8
 
 
 def anchor(rust_json, runs):
@@ -72,19 +92,7 @@ def anchor(rust_json, runs):
         del vision
         llm = LlamaForCausalLM(LlamaConfig(**LLM)).eval()
         ids = torch.randint(3, LLM["vocab_size"], (1, rust["llm_seq_len"]))
-
-        def prefill_and_steps(steps):
-            out = llm(input_ids=ids, use_cache=True)
-            cache = out.past_key_values
-            for _ in range(steps):
-                nxt = out.logits[:, -1:].argmax(-1)
-                out = llm(input_ids=nxt, past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
-
-        prefill_ms = median_ms(runs, lambda: llm(input_ids=ids, use_cache=False))
-        one = median_ms(runs, lambda: prefill_and_steps(1))
-        nine = median_ms(runs, lambda: prefill_and_steps(9))
-        step_ms = (nine - one) / 8
+        prefill_ms, step_ms = time_llm(llm, ids, runs)
         llm_attn = llm.config._attn_implementation
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, transformers {transformers.__version__}; "
           f"bf16, median of {runs} runs after two warm-ups")

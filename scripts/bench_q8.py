@@ -16,12 +16,12 @@ Driven by scripts/bench_q8.sh.
 """
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 import bench_gpu
+from bench_gpu import time_llm
 from bench_model import ABSTRACTOR, VISION, config_json, random_state
 
 LLAMA_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
@@ -81,36 +81,6 @@ def make(out, layers=4, shard_bytes=2 << 30):
     (out / "config.json").write_text(config_json(vision, abstractor, llm(layers)))
 
 
-def median_ms(runs, fn):
-    fn()
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return sorted(times)[len(times) // 2]
-
-
-def time_llm(model, seq_len, runs):
-    import torch
-
-    ids = torch.randint(3, LLAMA_7B["vocab_size"], (1, seq_len))
-
-    def prefill_and_steps(steps):
-        out = model(input_ids=ids, use_cache=True)
-        cache = out.past_key_values
-        for _ in range(steps):
-            nxt = out.logits[:, -1:].argmax(-1)
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-
-    prefill = median_ms(runs, lambda: model(input_ids=ids, use_cache=False))
-    one = median_ms(runs, lambda: prefill_and_steps(1))
-    nine = median_ms(runs, lambda: prefill_and_steps(9))
-    return prefill, (nine - one) / 8
-
-
 def anchor(f32_json, q8_json, runs):
     import torch
     import transformers
@@ -124,9 +94,10 @@ def anchor(f32_json, q8_json, runs):
     layers = ours["f32"]["llm_layers"]
     seq_len = ours["f32"]["llm_seq_len"]
     model = LlamaForCausalLM._from_config(LlamaConfig(**llm(layers)), attn_implementation="sdpa").eval()
-    torch_f32 = time_llm(model, seq_len, runs)
+    ids = torch.randint(3, LLAMA_7B["vocab_size"], (1, seq_len))
+    torch_f32 = time_llm(model, ids, runs)
     model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    torch_int8 = time_llm(model, seq_len, runs)
+    torch_int8 = time_llm(model, ids, runs)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads, {torch.backends.quantized.engine}), "
           f"transformers {transformers.__version__}; LLaMA-7B width, {layers} of 32 decoder layers; "
           f"median of {runs} runs after two warm-ups")
