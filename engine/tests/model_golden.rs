@@ -32,7 +32,7 @@ struct Golden {
     tensors: HashMap<String, Tensor>,
     probe: Probe,
     /// Keeps the checkpoint folder alive while the model is mapped.
-    _checkpoint: tempfile::TempDir,
+    checkpoint: tempfile::TempDir,
 }
 
 impl Golden {
@@ -58,7 +58,7 @@ impl Golden {
             manifest,
             tensors,
             probe,
-            _checkpoint: checkpoint,
+            checkpoint,
         }
     }
 
@@ -93,7 +93,7 @@ impl Golden {
 
     /// The same checkpoint loaded again, in another precision.
     fn probe_in(&self, precision: Precision) -> Probe {
-        let path = self._checkpoint.path().to_str().unwrap();
+        let path = self.checkpoint.path().to_str().unwrap();
         Probe::load_on(path, DeviceKind::Cpu, precision).expect("loading the tiny checkpoint")
     }
 
@@ -271,7 +271,7 @@ fn greedy_generation_with_kv_cache_matches_reference() {
 #[test]
 fn weights_are_counted_from_the_checkpoint() {
     let g = Golden::open();
-    let counts = WeightCounts::of(g._checkpoint.path().to_str().unwrap()).unwrap();
+    let counts = WeightCounts::of(g.checkpoint.path().to_str().unwrap()).unwrap();
     assert_eq!(counts.quantized_in_q8, 2 * (6 * 96 * 96 + 3 * 96 * 192));
     let weights = candle_core::safetensors::load(g.dir.join("weights.safetensors"), &Device::Cpu).unwrap();
     let total: usize = weights.values().map(Tensor::elem_count).sum();
