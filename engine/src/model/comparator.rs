@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use super::cache::EmbeddingCache;
 use super::config::Config;
@@ -65,12 +65,10 @@ impl CoInstruct {
     /// Loads `source`: a local checkpoint folder, or a hub id such as `q-future/co-instruct`
     /// (optionally `id@revision`), downloaded through the Hugging Face cache.
     pub fn load(source: &str, options: &LoadOptions) -> Result<Self, ModelError> {
-        let checkpoint = loader::locate(source)?;
-        let device = match options.device {
-            DeviceKind::Cpu => Device::Cpu,
-            DeviceKind::Cuda(ordinal) => Device::new_cuda(ordinal).ctx(|| format!("opening CUDA device {ordinal}"))?,
-        };
+        // Refuse a precision the device cannot take before downloading or opening anything.
         let precision = options.precision.on(options.device)?;
+        let checkpoint = loader::locate(source)?;
+        let device = options.device.open()?;
         let tokenizer_path = options
             .tokenizer
             .clone()

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::error::ModelError;
+use super::error::{Context, ModelError};
 
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,6 +15,19 @@ pub enum DeviceKind {
     Cpu,
     /// A CUDA GPU by ordinal; needs the `cuda` feature.
     Cuda(usize),
+}
+
+impl DeviceKind {
+    /// The candle device: the CPU, or a CUDA context on the GPU (which fails without the `cuda`
+    /// feature, or for an ordinal the driver does not have).
+    pub(crate) fn open(self) -> Result<candle_core::Device, ModelError> {
+        match self {
+            DeviceKind::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceKind::Cuda(ordinal) => {
+                candle_core::Device::new_cuda(ordinal).ctx(|| format!("opening CUDA device {ordinal}"))
+            }
+        }
+    }
 }
 
 impl fmt::Display for DeviceKind {

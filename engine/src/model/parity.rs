@@ -4,7 +4,7 @@
 //! each stage can be checked on its own. It loads through the same [`super::loader`] as
 //! [`super::CoInstruct::load`], in f32 on the CPU.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use image::RgbImage;
 
 use super::comparator::CoInstruct;
@@ -41,13 +41,10 @@ impl Probe {
 
     /// Loads `source` on another device or in another precision (device checks).
     pub fn load_on(source: &str, kind: DeviceKind, precision: Precision) -> Result<Self, ModelError> {
+        let precision = precision.on(kind)?;
         let checkpoint = loader::locate(source)?;
-        let device = match kind {
-            DeviceKind::Cpu => Device::Cpu,
-            DeviceKind::Cuda(i) => Device::new_cuda(i).ctx(|| format!("opening CUDA device {i}"))?,
-        };
         Ok(Self {
-            net: Network::load(&checkpoint, precision.on(kind)?, &device)?,
+            net: Network::load(&checkpoint, precision, &kind.open()?)?,
         })
     }
 
