@@ -235,15 +235,49 @@ pub(crate) struct LanguageModel {
     sin: Tensor,
 }
 
+/// At most this many decoder layers load at once on the CPU. In q8 each one in flight holds a
+/// weight matrix in f32 while it is quantized (180 MB at LLaMA-2-7B's MLP), memory that `auto`'s
+/// room beside the weights ([`super::precision`]) has to cover.
+const MAX_LOADING_LAYERS: usize = 8;
+
+/// Loads the decoder layers, several at a time on the CPU. There loading is the conversion to
+/// f32 and, in q8, the quantization, each done on one thread per tensor by candle, and the
+/// layers are independent. On a GPU they load one after the other, as the copies to the device
+/// did before (concurrent uploads are not tested without a GPU here).
+fn load_layers(cfg: &Config, model: &VarBuilder, quantize: bool) -> Result<Vec<DecoderLayer>> {
+    let load = &|i: usize| DecoderLayer::load(cfg, model.pp(format!("layers.{i}")), quantize);
+    let n = cfg.num_hidden_layers;
+    let workers = match model.device() {
+        Device::Cpu => std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .min(MAX_LOADING_LAYERS)
+            .min(n),
+        _ => 1,
+    };
+    if workers <= 1 {
+        return (0..n).map(load).collect();
+    }
+    // Worker `w` takes layers w, w + workers, ...: the layers are the same size.
+    let mut loaded: Vec<(usize, Result<DecoderLayer>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| scope.spawn(move || (w..n).step_by(workers).map(|i| (i, load(i))).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("a layer-loading thread panicked"))
+            .collect()
+    });
+    loaded.sort_by_key(|(i, _)| *i);
+    loaded.into_iter().map(|(_, layer)| layer).collect()
+}
+
 impl LanguageModel {
     /// Loads the language model; `quantize` stores the decoder layers' linear layers in 8-bit
     /// blocks. `lm_head` stays dense: it reads the answer's logits, and a call projects only the
     /// last position through it.
     pub(crate) fn load(cfg: &Config, vb: VarBuilder, quantize: bool) -> Result<Self> {
         let model = vb.pp("model");
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::load(cfg, model.pp(format!("layers.{i}")), quantize))
-            .collect::<Result<_>>()?;
+        let layers = load_layers(cfg, &model, quantize)?;
         let embed_tokens = model.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
         let lm_head = if cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight") {
             Linear::load(cfg.hidden_size, cfg.vocab_size, false, model.pp("embed_tokens"))?
