@@ -36,10 +36,15 @@ struct Golden {
 }
 
 impl Golden {
+    /// The golden set in `QRANK_GOLDEN_DIR`, else the repository's.
     fn open() -> Self {
         let dir = std::env::var_os("QRANK_GOLDEN_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/coinstruct-tiny"));
+            .unwrap_or_else(repository_golden_dir);
+        Self::open_at(dir)
+    }
+
+    fn open_at(dir: PathBuf) -> Self {
         let manifest: Manifest =
             serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest.json"))
                 .expect("manifest");
@@ -100,6 +105,10 @@ impl Golden {
     fn assert_close(&self, what: &str, got: &Tensor, want: &Tensor) {
         assert_within(what, got, want, self.manifest.atol_f32);
     }
+}
+
+fn repository_golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/coinstruct-tiny")
 }
 
 /// Asserts that no element of `got` is further than `tolerance` from `want`.
@@ -346,5 +355,44 @@ fn q8_weights_stay_close_to_the_reference() {
         let (tokens, _) = q8.generate(&ids, &images, want_ids.len()).unwrap();
         eprintln!("q8 {case}: greedy {tokens:?}, reference {want_ids:?}, first near tie taken the other way: step {first_tie}");
         assert_eq!(tokens[..first_tie], want_ids[..first_tie], "q8 {case}: greedy tokens");
+    }
+}
+
+/// The repository's golden weights as PyTorch shards found through their index
+/// (`tests/data/coinstruct-tiny-pytorch`, written by `scripts/make_pickle_fixture.py`), which
+/// the loader reads tensor by tensor: counted as the safetensors are, and in f32 every case's
+/// logits within the golden tolerance of the reference; in q8 the same logits as q8 from the
+/// safetensors.
+#[test]
+fn pytorch_shards_load_as_the_safetensors_do() {
+    let g = Golden::open_at(repository_golden_dir());
+    let checkpoint = tempfile::tempdir().unwrap();
+    std::fs::copy(g.dir.join("config.json"), checkpoint.path().join("config.json")).unwrap();
+    let shards = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/coinstruct-tiny-pytorch");
+    for entry in std::fs::read_dir(&shards).expect("the PyTorch fixture") {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, checkpoint.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let path = checkpoint.path().to_str().unwrap();
+    let safetensors = g.checkpoint.path().to_str().unwrap();
+    assert_eq!(WeightCounts::of(path).unwrap(), WeightCounts::of(safetensors).unwrap());
+
+    let f32 = Probe::load_on(path, DeviceKind::Cpu, Precision::F32).expect("loading the PyTorch shards");
+    let q8 = Probe::load_on(path, DeviceKind::Cpu, Precision::Q8).expect("loading the PyTorch shards in q8");
+    let q8_safetensors = g.probe_in(Precision::Q8);
+    for case in &g.manifest.cases {
+        let ids = g.ids(&format!("{case}.input_ids"));
+        let images = g.case_images(case);
+        let out = f32.prefill(&ids, &images).unwrap();
+        g.assert_close(
+            &format!("{case}.logits from .bin"),
+            &out.logits,
+            g.get(&format!("{case}.logits")),
+        );
+        let (got, want) = (
+            q8.prefill(&ids, &images).unwrap(),
+            q8_safetensors.prefill(&ids, &images).unwrap(),
+        );
+        assert_within(&format!("q8 {case}.logits from .bin"), &got.logits, &want.logits, 1e-5);
     }
 }

@@ -3,7 +3,8 @@
 //! A checkpoint is `config.json`, the weights and (for prompting) a tokenizer. Weights may be
 //! one `model.safetensors`, safetensors shards listed in `model.safetensors.index.json`, or the
 //! PyTorch `pytorch_model.bin` / `pytorch_model.bin.index.json` equivalents. Safetensors are
-//! memory-mapped, so loading costs page faults, not a copy.
+//! memory-mapped, so loading costs page faults, not a copy; PyTorch shards are read tensor by
+//! tensor as the model asks for them ([`super::pickle_shards`]).
 //!
 //! Hub downloads go through `hf-hub`'s cache and honour its environment: `HF_HOME` (cache root),
 //! `HF_HUB_CACHE` (the cache folder itself), `HF_ENDPOINT` (mirror), `HF_TOKEN` (gated repos) and
@@ -19,6 +20,7 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use super::config::Config;
 use super::error::ModelError;
+use super::pickle_shards::PickleShards;
 
 /// The files of a checkpoint, all on the local disk.
 #[derive(Debug, Clone)]
@@ -256,17 +258,11 @@ pub(crate) fn open_weights(
                 source,
             })
         }
-        Weights::PyTorch(paths) => {
-            let mut tensors = HashMap::new();
-            for path in paths {
-                let shard = candle_core::pickle::read_all(path).map_err(|source| ModelError::Weights {
-                    path: path.clone(),
-                    source,
-                })?;
-                tensors.extend(shard);
-            }
-            Ok(VarBuilder::from_tensors(tensors, dtype, device))
-        }
+        Weights::PyTorch(paths) => Ok(VarBuilder::from_backend(
+            Box::new(PickleShards::open(paths)?),
+            dtype,
+            device.clone(),
+        )),
     }
 }
 

@@ -72,6 +72,7 @@ mod loader;
 mod network;
 #[doc(hidden)]
 pub mod parity;
+mod pickle_shards;
 mod precision;
 mod preprocess;
 mod prompt;
