@@ -57,13 +57,19 @@ pub fn rank(args: RankArgs) -> Result<u8> {
         Some(dir) => Some(runtime.block_on(open_resume_folder(dir))?),
         None => None,
     };
-    let comparators = crate::models::load(
-        &args.model.model,
-        &args.model.device,
-        args.model.precision,
-        args.embedding_cache_mib,
-        warn,
-    )?;
+    let load = || {
+        crate::models::load(
+            &args.model.model,
+            &args.model.device,
+            args.model.precision,
+            args.embedding_cache_mib,
+            warn,
+        )
+    };
+    let comparators = match &args.model.model {
+        crate::models::ModelSpec::CoInstruct(source) => announced(source, load)?,
+        _ => load()?,
+    };
     if !comparators.primary().scores_directly() {
         if let Err(e) = crate::prepared::check_spill_dir(&std::env::temp_dir()) {
             warn(&format!(
@@ -171,9 +177,11 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
         ))
         .into());
     };
-    let device = crate::models::resolve_devices(&args.model.device, warn)?[0];
-    let precision = crate::models::precision_for(source, device, args.model.precision, warn)?;
-    let model = crate::models::load_coinstruct(source, device, precision, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)?;
+    let model = announced(source, || {
+        let device = crate::models::resolve_devices(&args.model.device, warn)?[0];
+        let precision = crate::models::precision_for(source, device, args.model.precision, warn)?;
+        crate::models::load_coinstruct(source, device, precision, crate::models::DEFAULT_EMBEDDING_CACHE_MIB)
+    })?;
     let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();
     let members: Vec<_> = prepared.iter().collect();
     if let Some(question) = &args.model.question {
@@ -219,6 +227,17 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
 }
 
 /// A warning on the terminal, beside the progress bars.
+/// Loads Co-Instruct from `source` between two lines on stderr. A first run downloads the
+/// checkpoint (16 GB for the real one; the hub client draws a bar per file on a terminal), and
+/// loading it takes a minute or more on a CPU: without them the command would sit silent.
+fn announced<T>(source: &str, load: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("qrank: loading Co-Instruct from {source}");
+    let started = std::time::Instant::now();
+    let loaded = load()?;
+    eprintln!("qrank: Co-Instruct loaded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(loaded)
+}
+
 pub(crate) fn warn(warning: &str) {
     eprintln!("qrank: warning: {warning}");
 }

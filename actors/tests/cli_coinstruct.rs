@@ -23,7 +23,14 @@ fn compare_gives_a_full_ranking_of_stage_probabilities() {
     let mut args = vec!["compare"];
     args.extend(photos.iter().map(String::as_str));
     args.extend(["--model", model.path().to_str().unwrap(), "--json"]);
-    let outcome = ok_json(&qrank(&args));
+    let out = qrank(&args);
+    let outcome = ok_json(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("qrank: loading Co-Instruct from {}", model.path().display()))
+            && stderr.contains("qrank: Co-Instruct loaded in "),
+        "the load is announced: {stderr}"
+    );
     let stages = outcome["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 3, "a full ranking of 4 is 3 stages");
     for (k, stage) in stages.iter().enumerate() {
@@ -98,7 +105,10 @@ fn assert_same_ranking(a: &Value, b: &Value) {
 
 #[test]
 fn rank_with_coinstruct_compares_groups_and_fits() {
-    let report = ok_json(&rank_photos_with_tiny_model(&["--format", "json"]));
+    let out = rank_photos_with_tiny_model(&["--format", "json"]);
+    let report = ok_json(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("qrank: Co-Instruct loaded in "), "{stderr}");
     let items = report["ranking"]["items"].as_array().unwrap();
     assert_eq!(items.len(), 20);
     assert!(

@@ -11,6 +11,7 @@
 //! `HF_HUB_OFFLINE=1` (cache only, never the network).
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
@@ -106,7 +107,10 @@ impl Hub {
             file: file.to_string(),
             reason: format!("{e} (set HF_HUB_OFFLINE=1 to use the cache, or pass a local folder)"),
         };
-        let mut builder = ApiBuilder::from_cache(cache).with_progress(false);
+        // A bar per file while a download runs, only where someone watches: the real
+        // checkpoint is 16 GB, and a service's log is no place for bars.
+        let watched = std::io::stderr().is_terminal();
+        let mut builder = ApiBuilder::from_cache(cache).with_progress(watched);
         if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
             builder = builder.with_endpoint(endpoint);
         }
