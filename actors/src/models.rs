@@ -13,6 +13,7 @@ use engine::classical::{Brisque, Niqe};
 use engine::compare::Comparator;
 use engine::model::{
     CoInstruct, DeviceKind, DeviceSpec, LoadOptions, Precision, WeightCounts, DEFAULT_EMBEDDING_CACHE_BYTES,
+    ROOM_BESIDE_WEIGHTS,
 };
 
 /// A model name as the user writes it.
@@ -79,7 +80,8 @@ pub const DEVICE_HELP: &str = "Where Co-Instruct runs: auto (every GPU the CUDA 
 
 /// What `--precision` and `model.precision` accept, for the CLI's help and the config docs.
 pub const PRECISION_HELP: &str = "Precision of Co-Instruct's weights: auto (bf16 on a GPU; on the \
-     CPU f32, or q8 when the memory available cannot hold f32 with 3 GB to spare), f32, bf16, f16, \
+     CPU f32, or q8 when the memory available cannot hold f32 with 3 GB to spare, and an error \
+     when it cannot hold q8 either), f32, bf16, f16, \
      or q8: the language model's linear layers in 8-bit blocks and the rest in f32, for the CPU \
      only. The real checkpoint takes 33 GB in f32 and 11 to 19 GB in q8 (19 where the CPU has \
      VNNI, whose integer kernels keep a second copy), and q8's calls are faster on such a CPU; its \
@@ -206,9 +208,8 @@ fn resolve_with(device: &DeviceSpec, visible: Result<usize, String>, warn: impl 
     Ok(devices)
 }
 
-/// The precision to load `source` in on `device`. On the CPU, `auto` takes q8 when f32 would
-/// not fit the memory available ([`Precision::for_memory`]), and `warn` hears the figures:
-/// a laptop would otherwise swap or be killed partway through loading 33 GB.
+/// The precision to load `source` in on `device`: on the CPU, `auto` is decided by the memory
+/// available ([`auto_on_the_cpu`]).
 pub fn precision_for(source: &str, device: DeviceKind, precision: Precision, warn: impl Fn(&str)) -> Result<Precision> {
     if precision != Precision::Auto || device != DeviceKind::Cpu {
         return Ok(precision);
@@ -217,18 +218,41 @@ pub fn precision_for(source: &str, device: DeviceKind, precision: Precision, war
         return Ok(precision);
     };
     let counts = WeightCounts::of(source).with_context(|| format!("reading the weights of {source}"))?;
-    let chosen = precision.for_memory(device, &counts, Some(available));
-    if chosen == Precision::Q8 {
-        let gb = |bytes: u64| bytes as f64 / 1e9;
-        warn(&format!(
-            "Co-Instruct takes {:.1} GB in f32 and {:.1} GB is available: loading it in q8, {:.1} GB \
-             (--precision f32 to insist)",
-            gb(counts.bytes_in(Precision::F32)),
-            gb(available),
-            gb(counts.bytes_in(Precision::Q8)),
-        ));
+    auto_on_the_cpu(&counts, available, warn)
+}
+
+/// `auto` on the CPU for weights `counts` and `available` bytes of memory: left as `auto`, which
+/// loads in f32, where f32 fits ([`Precision::for_memory`]), else q8, and `warn` hears the figures: a laptop would otherwise
+/// swap or be killed partway through loading 33 GB. Where q8 does not fit either, an error
+/// that says so: q8 would load, then swap or be killed at the first call, when candle builds
+/// its second copy of the blocks; a service would take a job first. Asking for q8 by name
+/// still tries.
+fn auto_on_the_cpu(counts: &WeightCounts, available: u64, warn: impl Fn(&str)) -> Result<Precision> {
+    let chosen = Precision::Auto.for_memory(DeviceKind::Cpu, counts, Some(available));
+    if chosen != Precision::Q8 {
+        return Ok(chosen);
     }
-    Ok(chosen)
+    let gb = |bytes: u64| bytes as f64 / 1e9;
+    let (f32_bytes, q8_bytes) = (counts.bytes_in(Precision::F32), counts.bytes_in(Precision::Q8));
+    if q8_bytes + ROOM_BESIDE_WEIGHTS > available {
+        anyhow::bail!(
+            "Co-Instruct takes {:.1} GB in f32 and {:.1} GB in q8, the least it takes on a CPU, and \
+             {:.1} GB is available with {:.1} GB to spare: free memory or raise the memory limit, \
+             or ask for q8 by name (--precision q8, or the service's model.precision) to try anyway",
+            gb(f32_bytes),
+            gb(q8_bytes),
+            gb(available),
+            gb(ROOM_BESIDE_WEIGHTS),
+        );
+    }
+    warn(&format!(
+        "Co-Instruct takes {:.1} GB in f32 and {:.1} GB is available: loading it in q8, {:.1} GB \
+         (--precision f32 to insist)",
+        gb(f32_bytes),
+        gb(available),
+        gb(q8_bytes),
+    ));
+    Ok(Precision::Q8)
 }
 
 /// The memory this process may still take, in bytes: the system's `MemAvailable`, or less where
@@ -393,6 +417,40 @@ mod tests {
         assert_eq!(memory_left(None, limit, Some("1000000000")), Some(7_000_000_000));
         assert_eq!(memory_left(None, None, None), None);
         assert_eq!(memory_left(Some("MemTotal: 5 kB\n"), None, None), None);
+    }
+
+    /// `auto` on the CPU, for the real checkpoint's weights: f32 on a 40 GB machine, q8 with the
+    /// figures on a 24 GB one, and on a 12 GB one an error, since q8 does not fit either.
+    #[test]
+    fn auto_takes_f32_then_q8_then_says_neither_fits() {
+        const GB: u64 = 1_000_000_000;
+        let co_instruct = WeightCounts {
+            quantized_in_q8: 7_516_192_768,
+            other: 683_000_000,
+        };
+        let quiet = |w: &str| panic!("warned: {w}");
+        // Left as `auto`, which the engine loads in f32 on the CPU.
+        assert_eq!(auto_on_the_cpu(&co_instruct, 40 * GB, quiet).unwrap(), Precision::Auto);
+
+        let warnings = std::cell::RefCell::new(Vec::new());
+        let heard = |w: &str| warnings.borrow_mut().push(w.to_owned());
+        assert_eq!(auto_on_the_cpu(&co_instruct, 24 * GB, heard).unwrap(), Precision::Q8);
+        let warnings = warnings.into_inner();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("Co-Instruct takes 32.8 GB in f32 and 24.0 GB is available: loading it in q8"),
+            "{}",
+            warnings[0]
+        );
+
+        let err = auto_on_the_cpu(&co_instruct, 12 * GB, quiet).unwrap_err().to_string();
+        assert!(
+            err.contains("32.8 GB in f32")
+                && err.contains("GB in q8, the least it takes on a CPU")
+                && err.contains("12.0 GB is available")
+                && err.contains("--precision q8"),
+            "{err}"
+        );
     }
 
     /// Asked-for precisions and GPUs are left alone without reading the checkpoint (which here
