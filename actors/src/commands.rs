@@ -226,7 +226,6 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// A warning on the terminal, beside the progress bars.
 /// Loads Co-Instruct from `source` between two lines on stderr. A first run downloads the
 /// checkpoint (16 GB for the real one; the hub client draws a bar per file on a terminal), and
 /// loading it takes a minute or more on a CPU: without them the command would sit silent.
@@ -238,6 +237,7 @@ fn announced<T>(source: &str, load: impl FnOnce() -> Result<T>) -> Result<T> {
     Ok(loaded)
 }
 
+/// A warning on the terminal, beside the progress bars.
 pub(crate) fn warn(warning: &str) {
     eprintln!("qrank: warning: {warning}");
 }

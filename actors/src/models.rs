@@ -222,11 +222,11 @@ pub fn precision_for(source: &str, device: DeviceKind, precision: Precision, war
 }
 
 /// `auto` on the CPU for weights `counts` and `available` bytes of memory: left as `auto`, which
-/// loads in f32, where f32 fits ([`Precision::for_memory`]), else q8, and `warn` hears the figures: a laptop would otherwise
-/// swap or be killed partway through loading 33 GB. Where q8 does not fit either, an error
-/// that says so: q8 would load, then swap or be killed at the first call, when candle builds
-/// its second copy of the blocks; a service would take a job first. Asking for q8 by name
-/// still tries.
+/// loads in f32, where f32 fits ([`Precision::for_memory`]); else q8, and `warn` hears the
+/// figures: a laptop would otherwise swap or be killed partway through loading 33 GB. Where q8
+/// does not fit either, an error that says so: q8 would load, then swap or be killed at the
+/// first call, when candle builds its second copy of the blocks (a service would have taken a
+/// job by then). Asking for q8 by name still tries.
 fn auto_on_the_cpu(counts: &WeightCounts, available: u64, warn: impl Fn(&str)) -> Result<Precision> {
     let chosen = Precision::Auto.for_memory(DeviceKind::Cpu, counts, Some(available));
     if chosen != Precision::Q8 {
