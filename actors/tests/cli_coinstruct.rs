@@ -2,11 +2,13 @@
 //! are random, so the answers mean nothing, but every step of the real path runs: the loader,
 //! the tokenizer, preprocessing, the network, stage-wise answers and the ranking fit.
 
+mod fake_hub;
 mod support;
 
 use std::path::Path;
 use std::process::Output;
 
+use fake_hub::FakeHub;
 use qrank_tests::tiny_model;
 use serde_json::Value;
 use support::{json, qrank, qrank_env, repo};
@@ -128,12 +130,17 @@ fn rank_with_coinstruct_compares_groups_and_fits() {
 
 /// The stage probabilities `qrank compare --json` gives for four photos, stage by stage.
 fn compare_four_photos(model: &Path, extra: &[&str]) -> Vec<Vec<f64>> {
+    compare_four_photos_with(model.to_str().unwrap(), extra, &[])
+}
+
+/// [`compare_four_photos`] with a hub id or a folder, and environment variables.
+fn compare_four_photos_with(model: &str, extra: &[&str], env: &[(&str, &Path)]) -> Vec<Vec<f64>> {
     let photos = ["coffee.jpg", "coffee-blur.jpg", "rocket.jpg", "chelsea.jpg"].map(|p| format!("examples/photos/{p}"));
     let mut args = vec!["compare"];
     args.extend(photos.iter().map(String::as_str));
-    args.extend(["--model", model.to_str().unwrap(), "--json"]);
+    args.extend(["--model", model, "--json"]);
     args.extend_from_slice(extra);
-    let outcome = ok_json(&qrank(&args));
+    let outcome = ok_json(&qrank_env(&args, env));
     outcome["stages"]
         .as_array()
         .unwrap()
@@ -147,6 +154,50 @@ fn compare_four_photos(model: &Path, extra: &[&str]) -> Vec<Vec<f64>> {
                 .collect()
         })
         .collect()
+}
+
+/// The download users run: `--model owner/name` fetches the checkpoint through the real hub
+/// client (from a fake of the hub, `HF_ENDPOINT`) into an empty cache, each file once, and
+/// answers as the same checkpoint in a folder does; then, with `HF_HUB_OFFLINE=1` and the hub
+/// gone, from the cache alone.
+#[test]
+fn a_hub_id_is_downloaded_into_the_cache_and_answers_as_the_folder_does() {
+    let model = tiny_model(false);
+    let from_folder = compare_four_photos(model.path(), &[]);
+    let cache = tempfile::tempdir().unwrap();
+    let hub = FakeHub::serve("qrank-test/tiny-co-instruct", model.path());
+    let endpoint = hub.endpoint();
+    let online = [
+        ("HF_ENDPOINT", Path::new(&endpoint)),
+        ("HF_HUB_CACHE", cache.path()),
+        ("HF_HUB_OFFLINE", Path::new("0")),
+    ];
+    let from_hub = compare_four_photos_with("qrank-test/tiny-co-instruct", &[], &online);
+    assert_eq!(from_hub, from_folder);
+    let mut downloaded = hub.downloaded();
+    downloaded.sort();
+    assert_eq!(downloaded, ["config.json", "model.safetensors", "tokenizer.json"]);
+    let missing = qrank_env(
+        &[
+            "compare",
+            "examples/photos/coffee.jpg",
+            "examples/photos/rocket.jpg",
+            "--model",
+            "qrank-test/missing",
+        ],
+        &online,
+    );
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("qrank-test/missing") && stderr.contains("404"),
+        "{stderr}"
+    );
+    drop(hub);
+
+    let offline = [("HF_HUB_CACHE", cache.path()), ("HF_HUB_OFFLINE", Path::new("1"))];
+    let from_cache = compare_four_photos_with("qrank-test/tiny-co-instruct", &[], &offline);
+    assert_eq!(from_cache, from_folder);
 }
 
 /// `--precision q8` (the language model in 8-bit blocks) answers as f32 does, to within 0.02 on
