@@ -1,7 +1,9 @@
 //! A fake of the Hugging Face hub: the three requests `hf-hub` makes to download a model (the
 //! repository's file list, then each file's size and etag, then its bytes), answered from a
-//! local folder on 127.0.0.1. The real hub cannot be reached from the machines the tests run
-//! on; with `HF_ENDPOINT` pointing here, the loader's real download path runs end to end.
+//! local folder on 127.0.0.1. Weight files (`*.safetensors`, `*.bin`) are redirected to a
+//! "CDN" path with the etag in `X-Linked-Etag`, as the hub does for its large (LFS) files. The
+//! real hub cannot be reached from the machines the tests run on; with `HF_ENDPOINT` pointing
+//! here, the loader's real download path runs end to end.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +30,7 @@ impl FakeHub {
         let downloaded = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let repo = Repo {
+            address,
             id: repo_id.to_owned(),
             dir: dir.to_path_buf(),
             downloaded: downloaded.clone(),
@@ -74,6 +77,7 @@ impl Drop for FakeHub {
 }
 
 struct Repo {
+    address: SocketAddr,
     id: String,
     dir: PathBuf,
     downloaded: Arc<Mutex<Vec<String>>>,
@@ -105,6 +109,12 @@ impl Repo {
         let response = if path == info {
             self.listing()
         } else if let Some(name) = path.strip_prefix(&files) {
+            if is_large(name) {
+                Some(self.redirect(name))
+            } else {
+                self.file(name, range.as_deref())
+            }
+        } else if let Some(name) = path.strip_prefix(CDN) {
             self.file(name, range.as_deref())
         } else {
             None
@@ -136,6 +146,21 @@ impl Repo {
         })
     }
 
+    /// Where the hub sends a large file: an absolute URL on another path, with the file's etag
+    /// and the commit in the redirect's headers, as `hf-hub` reads them there.
+    fn redirect(&self, name: &str) -> Response {
+        Response {
+            status: "302 Found",
+            headers: vec![
+                ("Location".into(), format!("http://{}{CDN}{name}", self.address)),
+                ("X-Linked-Etag".into(), format!("\"{}\"", etag_of(name))),
+                ("ETag".into(), "\"lfs-pointer\"".into()),
+                ("X-Repo-Commit".into(), COMMIT.into()),
+            ],
+            body: Vec::new(),
+        }
+    }
+
     /// A file's bytes from `range` (`start-` or `start-end`), with the headers `hf-hub` reads:
     /// the commit, the etag that names the cached blob, and the size in `Content-Range`.
     fn file(&self, name: &str, range: Option<&str>) -> Option<Response> {
@@ -157,17 +182,29 @@ impl Repo {
         if (start, end) != (0, 0) {
             self.downloaded.lock().unwrap().push(name.to_owned());
         }
-        let etag: String = name.bytes().map(|b| format!("{b:02x}")).collect();
         Some(Response {
             status: "206 Partial Content",
             headers: vec![
-                ("ETag".into(), format!("\"{etag}\"")),
+                ("ETag".into(), format!("\"{}\"", etag_of(name))),
                 ("X-Repo-Commit".into(), COMMIT.into()),
                 ("Content-Range".into(), format!("bytes {start}-{end}/{}", bytes.len())),
             ],
             body: bytes[start..=end].to_vec(),
         })
     }
+}
+
+/// Where large files are served from, as the hub's CDN.
+const CDN: &str = "/cdn/";
+
+/// Files the hub keeps in LFS and serves through a redirect.
+fn is_large(name: &str) -> bool {
+    name.ends_with(".safetensors") || name.ends_with(".bin")
+}
+
+/// A file's etag, which names its blob in the cache: here its name in hex.
+fn etag_of(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Response {
