@@ -234,7 +234,7 @@ fn auto_on_the_cpu(counts: &WeightCounts, available: u64, warn: impl Fn(&str)) -
     }
     let gb = |bytes: u64| bytes as f64 / 1e9;
     let (f32_bytes, q8_bytes) = (counts.bytes_in(Precision::F32), counts.bytes_in(Precision::Q8));
-    if q8_bytes + ROOM_BESIDE_WEIGHTS > available {
+    if !counts.fit_in(Precision::Q8, available) {
         anyhow::bail!(
             "Co-Instruct takes {:.1} GB in f32 and {:.1} GB in q8, the least it takes on a CPU, and \
              {:.1} GB is available with {:.1} GB to spare: free memory or raise the memory limit, \

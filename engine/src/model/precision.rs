@@ -169,6 +169,12 @@ impl WeightCounts {
             Precision::Q8 => self.quantized_in_q8 * 34 / 32 * q8_copies() + 4 * self.other,
         }
     }
+
+    /// Whether the weights in `precision` and [`ROOM_BESIDE_WEIGHTS`] fit `available` bytes:
+    /// the rule by which `auto` picks a precision on the CPU, and refuses when none fits.
+    pub fn fit_in(&self, precision: Precision, available: u64) -> bool {
+        self.bytes_in(precision) + ROOM_BESIDE_WEIGHTS <= available
+    }
 }
 
 /// Copies of the 8-bit weights candle's CPU products keep ([`WeightCounts::bytes_in`]).
@@ -187,11 +193,7 @@ impl Precision {
     /// and any device but the CPU, is left as it is.
     pub fn for_memory(self, device: DeviceKind, counts: &WeightCounts, available: Option<u64>) -> Self {
         match (self, device, available) {
-            (Self::Auto, DeviceKind::Cpu, Some(available))
-                if counts.bytes_in(Self::F32) + ROOM_BESIDE_WEIGHTS > available =>
-            {
-                Self::Q8
-            }
+            (Self::Auto, DeviceKind::Cpu, Some(available)) if !counts.fit_in(Self::F32, available) => Self::Q8,
             _ => self,
         }
     }
