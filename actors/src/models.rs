@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use engine::classical::{Brisque, Niqe};
 use engine::compare::Comparator;
 use engine::model::{
-    CoInstruct, DeviceKind, DeviceSpec, LoadOptions, Precision, WeightCounts, DEFAULT_EMBEDDING_CACHE_BYTES,
-    ROOM_BESIDE_WEIGHTS,
+    Checkpoint, CoInstruct, DeviceKind, DeviceSpec, LoadOptions, Precision, WeightCounts,
+    DEFAULT_EMBEDDING_CACHE_BYTES, ROOM_BESIDE_WEIGHTS,
 };
 
 /// A model name as the user writes it.
@@ -150,11 +150,12 @@ pub fn load(
         ModelSpec::Niqe => Comparators::on_cpu(Arc::new(Niqe::default())),
         ModelSpec::CoInstruct(source) => {
             let devices = resolve_devices(device, &warn)?;
+            let checkpoint = locate(source, &devices, precision)?;
             let strict = *device != DeviceSpec::Auto;
             load_copies(&devices, strict, &warn, |device| {
-                let precision = precision_for(source, device, precision, &warn)?;
+                let precision = precision_for(&checkpoint, device, precision, &warn)?;
                 Ok(Arc::new(load_coinstruct(
-                    source,
+                    &checkpoint,
                     device,
                     precision,
                     embedding_cache_mib,
@@ -208,16 +209,34 @@ fn resolve_with(device: &DeviceSpec, visible: Result<usize, String>, warn: impl 
     Ok(devices)
 }
 
-/// The precision to load `source` in on `device`: on the CPU, `auto` is decided by the memory
-/// available ([`auto_on_the_cpu`]).
-pub fn precision_for(source: &str, device: DeviceKind, precision: Precision, warn: impl Fn(&str)) -> Result<Precision> {
+/// The checkpoint `source` names, downloaded if need be, once for every device it is then
+/// counted and loaded on; a precision one of `devices` cannot take (q8 on a GPU) is refused
+/// before anything is downloaded.
+pub fn locate(source: &str, devices: &[DeviceKind], precision: Precision) -> Result<Checkpoint> {
+    for &device in devices {
+        precision
+            .on(device)
+            .with_context(|| format!("loading Co-Instruct from {source} on {device} in {precision}"))?;
+    }
+    Checkpoint::locate(source).with_context(|| format!("loading Co-Instruct from {source}"))
+}
+
+/// The precision to load `checkpoint` in on `device`: on the CPU, `auto` is decided by the
+/// memory available ([`auto_on_the_cpu`]).
+pub fn precision_for(
+    checkpoint: &Checkpoint,
+    device: DeviceKind,
+    precision: Precision,
+    warn: impl Fn(&str),
+) -> Result<Precision> {
     if precision != Precision::Auto || device != DeviceKind::Cpu {
         return Ok(precision);
     }
     let Some(available) = available_memory() else {
         return Ok(precision);
     };
-    let counts = WeightCounts::of(source).with_context(|| format!("reading the weights of {source}"))?;
+    let source = checkpoint.source();
+    let counts = WeightCounts::of(checkpoint).with_context(|| format!("reading the weights of {source}"))?;
     auto_on_the_cpu(&counts, available, warn)
 }
 
@@ -286,13 +305,14 @@ fn memory_left(meminfo: Option<&str>, cgroup_limit: Option<&str>, cgroup_used: O
 
 /// Load a Co-Instruct checkpoint on `device`, in `precision`.
 pub fn load_coinstruct(
-    source: &str,
+    checkpoint: &Checkpoint,
     device: DeviceKind,
     precision: Precision,
     embedding_cache_mib: usize,
 ) -> Result<CoInstruct> {
     let options = load_options(device, precision, embedding_cache_mib)?;
-    CoInstruct::load(source, &options)
+    let source = checkpoint.source();
+    CoInstruct::from_checkpoint(checkpoint, &options)
         .with_context(|| format!("loading Co-Instruct from {source} on {device} in {precision}"))
 }
 
@@ -453,26 +473,47 @@ mod tests {
         );
     }
 
-    /// Asked-for precisions and GPUs are left alone without reading the checkpoint (which here
-    /// does not exist); `auto` on the CPU reads it, and says which checkpoint it could not read.
+    /// Asked-for precisions and GPUs are left alone without reading the weights (which here are
+    /// not safetensors at all); `auto` on the CPU reads them, and says which checkpoint it could
+    /// not read.
     #[test]
     fn only_auto_on_the_cpu_looks_at_the_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), "not safetensors").unwrap();
+        let source = dir.path().to_str().unwrap();
+        let checkpoint = Checkpoint::locate(source).unwrap();
         let quiet = |w: &str| panic!("warned: {w}");
         assert_eq!(
-            precision_for("/nowhere", DeviceKind::Cpu, Precision::F32, quiet).unwrap(),
+            precision_for(&checkpoint, DeviceKind::Cpu, Precision::F32, quiet).unwrap(),
             Precision::F32
         );
         assert_eq!(
-            precision_for("/nowhere", DeviceKind::Cuda(0), Precision::Auto, quiet).unwrap(),
+            precision_for(&checkpoint, DeviceKind::Cuda(0), Precision::Auto, quiet).unwrap(),
             Precision::Auto
         );
         if available_memory().is_some() {
             let err = format!(
                 "{:#}",
-                precision_for("/nowhere", DeviceKind::Cpu, Precision::Auto, quiet).unwrap_err()
+                precision_for(&checkpoint, DeviceKind::Cpu, Precision::Auto, quiet).unwrap_err()
             );
-            assert!(err.contains("reading the weights of /nowhere"), "{err}");
+            assert!(err.contains(&format!("reading the weights of {source}")), "{err}");
         }
+    }
+
+    /// q8 on a GPU is refused before the checkpoint is looked for, so before any download.
+    #[test]
+    fn a_precision_the_device_cannot_take_is_refused_before_locating() {
+        let err = format!(
+            "{:#}",
+            locate("/nowhere", &[DeviceKind::Cpu, DeviceKind::Cuda(0)], Precision::Q8).unwrap_err()
+        );
+        assert!(err.contains("on cuda:0 in q8"), "{err}");
+        let missing = format!(
+            "{:#}",
+            locate("/nowhere", &[DeviceKind::Cpu], Precision::Q8).unwrap_err()
+        );
+        assert!(missing.contains("/nowhere"), "{missing}");
     }
 
     #[test]

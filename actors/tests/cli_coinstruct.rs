@@ -158,8 +158,8 @@ fn compare_four_photos_with(model: &str, extra: &[&str], env: &[(&str, &Path)]) 
 
 /// The download users run: `--model owner/name` fetches the checkpoint through the real hub
 /// client (from a fake of the hub, `HF_ENDPOINT`; the weights through a redirect, as the hub
-/// serves large files) into an empty cache, each file once, and
-/// answers as the same checkpoint in a folder does; a repository the hub lacks fails with its
+/// serves large files) into an empty cache, each file once, with one look at the hub's file
+/// list, and answers as the same checkpoint in a folder does; a repository the hub lacks fails with its
 /// name and the hub's 404; then, with `HF_HUB_OFFLINE=1` and the hub gone, the cache alone
 /// answers.
 #[test]
@@ -179,6 +179,8 @@ fn a_hub_id_is_downloaded_into_the_cache_and_answers_as_the_folder_does() {
     let mut downloaded = hub.downloaded();
     downloaded.sort();
     assert_eq!(downloaded, ["config.json", "model.safetensors", "tokenizer.json"]);
+    // Counting the weights for `--precision auto` and loading them share one look at the hub.
+    assert_eq!(hub.listed(), 1);
     let missing = qrank_env(
         &[
             "compare",
@@ -228,14 +230,17 @@ fn q8_answers_as_f32_does() {
     assert_eq!(named_scores(&ranked).len(), 20);
 
     // `auto` on the CPU reads the checkpoint's weights to see whether f32 fits the memory
-    // before it loads anything, for `rank` as for `compare`.
-    let empty = tempfile::tempdir().unwrap();
+    // before it loads anything, for `rank` as for `compare`: here weights that are not
+    // safetensors at all.
+    let unreadable = tempfile::tempdir().unwrap();
+    std::fs::write(unreadable.path().join("config.json"), "{}").unwrap();
+    std::fs::write(unreadable.path().join("model.safetensors"), "not safetensors").unwrap();
     for inputs in [
         &["rank", "examples/photos"][..],
         &["compare", "examples/photos/coffee.jpg", "examples/photos/rocket.jpg"],
     ] {
         let mut args = inputs.to_vec();
-        args.extend(["--model", empty.path().to_str().unwrap()]);
+        args.extend(["--model", unreadable.path().to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&qrank(&args).stderr).into_owned();
         assert!(stderr.contains("reading the weights of"), "{}: {stderr}", inputs[0]);
     }

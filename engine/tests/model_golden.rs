@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use engine::model::parity::Probe;
-use engine::model::{DeviceKind, Precision, WeightCounts};
+use engine::model::{Checkpoint, DeviceKind, Precision, WeightCounts};
 
 /// CLIP's normalisation, to recover the uint8 pixels from `pixel_values`.
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -280,7 +280,7 @@ fn greedy_generation_with_kv_cache_matches_reference() {
 #[test]
 fn weights_are_counted_from_the_checkpoint() {
     let g = Golden::open();
-    let counts = WeightCounts::of(g.checkpoint.path().to_str().unwrap()).unwrap();
+    let counts = WeightCounts::of(&Checkpoint::locate(g.checkpoint.path().to_str().unwrap()).unwrap()).unwrap();
     assert_eq!(counts.quantized_in_q8, 2 * (6 * 96 * 96 + 3 * 96 * 192));
     let weights = candle_core::safetensors::load(g.dir.join("weights.safetensors"), &Device::Cpu).unwrap();
     let total: usize = weights.values().map(Tensor::elem_count).sum();
@@ -375,7 +375,8 @@ fn pytorch_shards_load_as_the_safetensors_do() {
     }
     let path = checkpoint.path().to_str().unwrap();
     let safetensors = g.checkpoint.path().to_str().unwrap();
-    assert_eq!(WeightCounts::of(path).unwrap(), WeightCounts::of(safetensors).unwrap());
+    let counts = |source| WeightCounts::of(&Checkpoint::locate(source).unwrap()).unwrap();
+    assert_eq!(counts(path), counts(safetensors));
 
     let f32 = Probe::load_on(path, DeviceKind::Cpu, Precision::F32).expect("loading the PyTorch shards");
     let q8 = Probe::load_on(path, DeviceKind::Cpu, Precision::Q8).expect("loading the PyTorch shards in q8");

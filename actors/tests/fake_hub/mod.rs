@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,6 +18,7 @@ const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 pub struct FakeHub {
     address: SocketAddr,
     downloaded: Arc<Mutex<Vec<String>>>,
+    listed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -28,12 +29,14 @@ impl FakeHub {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
         let address = listener.local_addr().unwrap();
         let downloaded = Arc::new(Mutex::new(Vec::new()));
+        let listed = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let repo = Repo {
             address,
             id: repo_id.to_owned(),
             dir: dir.to_path_buf(),
             downloaded: downloaded.clone(),
+            listed: listed.clone(),
         };
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -49,6 +52,7 @@ impl FakeHub {
         Self {
             address,
             downloaded,
+            listed,
             stop,
             thread: Some(thread),
         }
@@ -62,6 +66,12 @@ impl FakeHub {
     /// The files whose bytes were asked for, in the order asked.
     pub fn downloaded(&self) -> Vec<String> {
         self.downloaded.lock().unwrap().clone()
+    }
+
+    /// How often the repository's file list was asked for: once each time the checkpoint is
+    /// looked for.
+    pub fn listed(&self) -> usize {
+        self.listed.load(Ordering::SeqCst)
     }
 }
 
@@ -81,6 +91,7 @@ struct Repo {
     id: String,
     dir: PathBuf,
     downloaded: Arc<Mutex<Vec<String>>>,
+    listed: Arc<AtomicUsize>,
 }
 
 impl Repo {
@@ -107,6 +118,7 @@ impl Repo {
         let info = format!("/api/models/{}/revision/main", self.id);
         let files = format!("/{}/resolve/main/", self.id);
         let response = if path == info {
+            self.listed.fetch_add(1, Ordering::SeqCst);
             self.listing()
         } else if let Some(name) = path.strip_prefix(&files) {
             if is_large(name) {

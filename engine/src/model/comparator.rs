@@ -16,7 +16,7 @@ use super::config::Config;
 use super::device::DeviceKind;
 use super::error::{Context, ModelError};
 use super::language::KvCache;
-use super::loader;
+use super::loader::{self, Checkpoint};
 use super::network::Network;
 use super::precision::Precision;
 use super::preprocess;
@@ -66,8 +66,16 @@ impl CoInstruct {
     /// (optionally `id@revision`), downloaded through the Hugging Face cache.
     pub fn load(source: &str, options: &LoadOptions) -> Result<Self, ModelError> {
         // Refuse a precision the device cannot take before downloading or opening anything.
+        options.precision.on(options.device)?;
+        Self::from_checkpoint(&Checkpoint::locate(source)?, options)
+    }
+
+    /// Loads a checkpoint already located (and downloaded), as [`CoInstruct::load`] does: for
+    /// loading one on several devices, or after counting its weights, without asking the hub
+    /// again.
+    pub fn from_checkpoint(checkpoint: &Checkpoint, options: &LoadOptions) -> Result<Self, ModelError> {
         let precision = options.precision.on(options.device)?;
-        let checkpoint = loader::locate(source)?;
+        let source = checkpoint.source();
         let device = options.device.open()?;
         let tokenizer_path = options
             .tokenizer
@@ -76,7 +84,7 @@ impl CoInstruct {
             .ok_or_else(|| ModelError::NoTokenizer {
                 dir: PathBuf::from(source),
             })?;
-        let net = Network::load(&checkpoint, precision, &device)?;
+        let net = Network::load(checkpoint, precision, &device)?;
         let tokenizer = PromptTokenizer::new(
             loader::read_tokenizer(&tokenizer_path)?,
             &tokenizer_path,

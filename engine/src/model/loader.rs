@@ -23,9 +23,11 @@ use super::config::Config;
 use super::error::ModelError;
 use super::pickle_shards::PickleShards;
 
-/// The files of a checkpoint, all on the local disk.
+/// The files of a checkpoint, all on the local disk: [`Checkpoint::locate`] downloads what a
+/// hub id lacks in the cache once, and then counting its weights (`WeightCounts::of`) and
+/// loading it on each device ([`super::CoInstruct::from_checkpoint`]) ask the hub nothing more.
 #[derive(Debug, Clone)]
-pub(crate) struct Checkpoint {
+pub struct Checkpoint {
     /// Where the checkpoint came from: a folder path or a hub id.
     pub(crate) source: String,
     pub(crate) config_path: PathBuf,
@@ -156,43 +158,51 @@ impl Files for Hub {
     }
 }
 
-/// Resolves `source`, a local folder or a hub id (`owner/name`, optionally `@revision`), to
-/// files on disk, downloading what is missing from the cache.
-pub(crate) fn locate(source: &str) -> Result<Checkpoint, ModelError> {
-    let path = Path::new(source);
-    let files: Box<dyn Files> = if path.is_dir() {
-        Box::new(LocalDir(path.to_path_buf()))
-    } else if path.exists() || source.starts_with('.') || source.starts_with('/') || source.split('/').count() != 2 {
-        return Err(ModelError::Io {
-            path: path.to_path_buf(),
-            source: std::io::ErrorKind::NotADirectory.into(),
-        });
-    } else {
-        Box::new(Hub::open(source)?)
-    };
-    let config_path = files.get("config.json")?;
-    let weights = if files.has("model.safetensors.index.json") {
-        Weights::Safetensors(shards(files.as_ref(), "model.safetensors.index.json")?)
-    } else if files.has("model.safetensors") {
-        Weights::Safetensors(vec![files.get("model.safetensors")?])
-    } else if files.has("pytorch_model.bin.index.json") {
-        Weights::PyTorch(shards(files.as_ref(), "pytorch_model.bin.index.json")?)
-    } else if files.has("pytorch_model.bin") {
-        Weights::PyTorch(vec![files.get("pytorch_model.bin")?])
-    } else {
-        return Err(ModelError::NoWeights { dir: files.describe() });
-    };
-    let tokenizer = ["tokenizer.json", "tokenizer.model"]
-        .into_iter()
-        .find(|name| files.has(name))
-        .map(|name| files.get(name))
-        .transpose()?;
-    Ok(Checkpoint {
-        source: source.to_string(),
-        config_path,
-        weights,
-        tokenizer,
-    })
+impl Checkpoint {
+    /// Resolves `source`, a local folder or a hub id (`owner/name`, optionally `@revision`), to
+    /// files on disk, downloading what is missing from the cache.
+    pub fn locate(source: &str) -> Result<Self, ModelError> {
+        let path = Path::new(source);
+        let files: Box<dyn Files> = if path.is_dir() {
+            Box::new(LocalDir(path.to_path_buf()))
+        } else if path.exists() || source.starts_with('.') || source.starts_with('/') || source.split('/').count() != 2
+        {
+            return Err(ModelError::Io {
+                path: path.to_path_buf(),
+                source: std::io::ErrorKind::NotADirectory.into(),
+            });
+        } else {
+            Box::new(Hub::open(source)?)
+        };
+        let config_path = files.get("config.json")?;
+        let weights = if files.has("model.safetensors.index.json") {
+            Weights::Safetensors(shards(files.as_ref(), "model.safetensors.index.json")?)
+        } else if files.has("model.safetensors") {
+            Weights::Safetensors(vec![files.get("model.safetensors")?])
+        } else if files.has("pytorch_model.bin.index.json") {
+            Weights::PyTorch(shards(files.as_ref(), "pytorch_model.bin.index.json")?)
+        } else if files.has("pytorch_model.bin") {
+            Weights::PyTorch(vec![files.get("pytorch_model.bin")?])
+        } else {
+            return Err(ModelError::NoWeights { dir: files.describe() });
+        };
+        let tokenizer = ["tokenizer.json", "tokenizer.model"]
+            .into_iter()
+            .find(|name| files.has(name))
+            .map(|name| files.get(name))
+            .transpose()?;
+        Ok(Self {
+            source: source.to_string(),
+            config_path,
+            weights,
+            tokenizer,
+        })
+    }
+
+    /// Where the checkpoint came from, as [`Checkpoint::locate`] was given it.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// The shard files named by a `*.index.json`'s `weight_map`, each fetched once.
@@ -334,7 +344,7 @@ mod tests {
         for shard in ["s-1.safetensors", "s-2.safetensors"] {
             std::fs::write(dir.path().join(shard), b"").unwrap();
         }
-        let ckpt = locate(dir.path().to_str().unwrap()).unwrap();
+        let ckpt = Checkpoint::locate(dir.path().to_str().unwrap()).unwrap();
         match ckpt.weights {
             Weights::Safetensors(paths) => assert_eq!(paths.len(), 2),
             other => panic!("unexpected {other:?}"),
@@ -346,7 +356,7 @@ mod tests {
     fn a_folder_without_weights_says_what_it_expected() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
-        let err = locate(dir.path().to_str().unwrap()).unwrap_err();
+        let err = Checkpoint::locate(dir.path().to_str().unwrap()).unwrap_err();
         assert!(err.to_string().contains("model.safetensors"), "{err}");
     }
 

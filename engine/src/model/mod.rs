@@ -29,6 +29,9 @@
 //!   sharded safetensors with `model.safetensors.index.json`, or `pytorch_model*.bin`) and
 //!   `tokenizer.json` or `tokenizer.model`; or a hub id, optionally `id@revision`. Hub access
 //!   honours `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_TOKEN` and `HF_HUB_OFFLINE=1`.
+//!   [`Checkpoint::locate`] and [`CoInstruct::from_checkpoint`] split it in two, so that a
+//!   checkpoint found (or downloaded) once can have its weights counted ([`WeightCounts::of`])
+//!   and be loaded on several devices without asking the hub again.
 //! - [`CoInstruct`] implements [`crate::compare::Comparator`]: stage 1 is the softmax over the
 //!   option letters at the answer position; later stages continue from the KV cache. Each
 //!   image's tokens are cached by content hash, up to [`LoadOptions::embedding_cache_bytes`].
@@ -85,4 +88,5 @@ pub use comparator::{CoInstruct, LoadOptions, DEFAULT_EMBEDDING_CACHE_BYTES};
 pub use config::{AbstractorConfig, Config, VisionConfig, VisualConfig};
 pub use device::{visible_gpus, DeviceKind, DeviceSpec};
 pub use error::ModelError;
+pub use loader::Checkpoint;
 pub use precision::{Precision, WeightCounts, ROOM_BESIDE_WEIGHTS};

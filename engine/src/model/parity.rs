@@ -11,7 +11,7 @@ use super::comparator::CoInstruct;
 use super::device::DeviceKind;
 use super::error::{Context, ModelError};
 use super::language::KvCache;
-use super::loader;
+use super::loader::Checkpoint;
 use super::network::Network;
 use super::precision::Precision;
 use super::preprocess;
@@ -42,7 +42,7 @@ impl Probe {
     /// Loads `source` on another device or in another precision (device checks).
     pub fn load_on(source: &str, kind: DeviceKind, precision: Precision) -> Result<Self, ModelError> {
         let precision = precision.on(kind)?;
-        let checkpoint = loader::locate(source)?;
+        let checkpoint = Checkpoint::locate(source)?;
         Ok(Self {
             net: Network::load(&checkpoint, precision, &kind.open()?)?,
         })

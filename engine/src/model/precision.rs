@@ -29,7 +29,7 @@ use candle_core::DType;
 
 use super::device::DeviceKind;
 use super::error::ModelError;
-use super::loader;
+use super::loader::{self, Checkpoint};
 
 /// Numeric precision of weights and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -130,10 +130,8 @@ pub struct WeightCounts {
 pub const ROOM_BESIDE_WEIGHTS: u64 = 3 << 30;
 
 impl WeightCounts {
-    /// Counts the weights of `source` (a folder or a hub id, downloaded if need be) from the
-    /// headers of its weight files.
-    pub fn of(source: &str) -> Result<Self, ModelError> {
-        let checkpoint = loader::locate(source)?;
+    /// Counts the weights of a checkpoint from the headers of its weight files.
+    pub fn of(checkpoint: &Checkpoint) -> Result<Self, ModelError> {
         Ok(Self::from_shapes(loader::weight_shapes(&checkpoint.weights)?))
     }
 
