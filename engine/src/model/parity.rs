@@ -1,7 +1,7 @@
 //! Stage-by-stage access to the network for the golden parity tests (`tests/model_golden.rs`).
 //!
 //! Not a stable API: it exposes candle tensors and the reference's stage boundaries so that
-//! each stage can be checked on its own. It loads through the same [`super::loader`] as
+//! each stage can be checked on its own. It loads through the same loader (`loader.rs`) as
 //! [`super::CoInstruct::load`], in f32 on the CPU.
 
 use candle_core::Tensor;

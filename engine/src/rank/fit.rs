@@ -118,10 +118,10 @@ pub struct Fit {
     pub std_errors: Vec<f64>,
     /// Standard error of each score minus the mean score: the part of the error that can change
     /// the order. It leaves out the uncertainty of the overall level, which every item shares
-    /// (see [`super::curvature`]). Equal to `std_errors` above [`super::EXACT_MAX_ITEMS`] items.
+    /// (see `curvature.rs`). Equal to `std_errors` above [`super::EXACT_MAX_ITEMS`] items.
     pub relative_std_errors: Vec<f64>,
     /// The error each item's own comparisons leave, as if every other score were known:
-    /// `1 / sqrt(H_ii)` (see [`super::curvature`]). It is what one more comparison of the item
+    /// `1 / sqrt(H_ii)` (see `curvature.rs`). It is what one more comparison of the item
     /// improves, and it is computed the same way at every N, so the scheduler plans with it.
     /// Equal to `std_errors` above [`super::EXACT_MAX_ITEMS`] items, and smaller below.
     pub own_std_errors: Vec<f64>,

@@ -9,7 +9,7 @@
 //! The plan reads the probability of being on the wanted side of the cut as
 //! `Phi((score - cut) / std_error)`, with the cut halfway between the two items that straddle it
 //! ([`Mode::probabilities`]). The cut's own uncertainty is ignored there: it is cheap enough for
-//! every round, and drawing the cut instead did not plan better (see [`super::membership`]). The
+//! every round, and drawing the cut instead did not plan better (see `membership.rs`). The
 //! probabilities a job reports draw it ([`Mode::reported_probabilities`]).
 //!
 //! Which standard error: the probabilities a job reports use the error relative to the mean
@@ -103,7 +103,7 @@ impl Mode {
     }
 
     /// The probabilities a job reports: like [`Mode::probabilities`], but with the cut's own
-    /// uncertainty drawn in (see [`super::membership`]). Deterministic for a given `seed`.
+    /// uncertainty drawn in (see `membership.rs`). Deterministic for a given `seed`.
     pub fn reported_probabilities(&self, scores: &[f64], std_errors: &[f64], seed: u64) -> Option<Vec<f64>> {
         let (members, best) = self.wanted_set(scores.len())?;
         Some(super::membership::membership_probabilities(
@@ -135,8 +135,8 @@ impl Mode {
     }
 
     /// The items worth comparing in the next round, given the fit and how many groups each item
-    /// has been shown in. In full mode, the items with the most to gain ([`full_round_items`]);
-    /// otherwise those whose next look is worth most (see [`SETTLED`]), widened to at least two
+    /// has been shown in. In full mode, the items with the most to gain (`full_round_items`);
+    /// otherwise those whose next look is worth most (see `SETTLED`), widened to at least two
     /// groups so that they have neighbours to be compared with.
     pub fn active_items(&self, fit: &Fit, appearances: &[u32]) -> Vec<u32> {
         let scores = &fit.scores;
