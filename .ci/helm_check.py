@@ -13,7 +13,9 @@ the standard library from 3.11, tomli before). For the default values and each
    the service's own, the GPU request is present iff `gpu.enabled` (and then the model runs on
    `cuda`), KEDA watches the service's jobs queue, the Secret wiring, the non-root read-only
    container, the grace periods, the image variant against the Dockerfile's targets, and the
-   alerts name only metrics and labels the service exports (`check_alerts`);
+   alerts and the Grafana dashboard name only metrics and labels the service exports
+   (`check_alerts`, `check_dashboard`);
+   promtool (Prometheus's own parser) parses every alert and every dashboard query;
 4. runs the binary's own config check on the rendered `qrank.toml`
    (`qrank serve --check-config`), with the environment the pod would get;
 5. starts `qrank serve` with that config (HTTP on a free loopback port, no broker) and requests
@@ -194,6 +196,13 @@ def one(docs: list[dict], kind: str) -> dict:
     return found[0]
 
 
+def config_map(docs: list[dict]) -> dict:
+    """The ConfigMap holding `qrank.toml` (another holds the Grafana dashboard when enabled)."""
+    found = [d for d in by_kind(docs, "ConfigMap") if "qrank.toml" in d.get("data", {})]
+    expect(len(found) == 1, f"expected one ConfigMap with qrank.toml, found {len(found)}")
+    return found[0]
+
+
 # ---------------------------------------------------------------------------------------------
 # Schema validation.
 
@@ -245,7 +254,7 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
     expect(all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()), "pod labels miss the selector")
 
     # The configuration file, as the pod sees it.
-    configmap = one(docs, "ConfigMap")
+    configmap = config_map(docs)
     toml_text = configmap["data"]["qrank.toml"]
     config = tomllib.loads(toml_text)
     mounts = {m["mountPath"]: m for m in qrank["volumeMounts"]}
@@ -416,6 +425,7 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
         "ServiceMonitor presence",
     )
     check_alerts(docs, values, service)
+    check_dashboard(docs, values, service)
     expect(len(by_kind(docs, "PodDisruptionBudget")) == int(values["podDisruptionBudget"]["enabled"]), "PDB presence")
     expect(len(by_kind(docs, "NetworkPolicy")) == int(values["networkPolicy"]["enabled"]), "NetworkPolicy presence")
 
@@ -454,17 +464,83 @@ def check_alerts(docs: list[dict], values: dict, service: dict) -> None:
             name = alert.get("alert", "?")
             expect(alert.get("labels", {}).get("severity") in {"info", "warning", "critical"}, f"{name}: severity")
             expect(alert.get("annotations", {}).get("summary"), f"{name}: no summary")
-            expr = alert["expr"]
-            used = set(re.findall(r"\bqrank_[a-z_]+", expr))
-            expect(used, f"{name}: no qrank metric in {expr!r}")
-            for metric in used:
-                base = re.sub(r"_(bucket|sum|count)$", "", metric)
-                expect(base in service["metric_names"], f"{name}: {metric} is not a metric of the service")
-            labels = set(re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr))
-            labels = {l.strip() for group in labels for l in group.split(",") if l.strip()}
-            labels |= set(re.findall(r"[{,]\s*([a-z_]+)\s*=~?", expr))
-            unknown = labels - service["label_names"] - TARGET_LABELS
-            expect(not unknown, f"{name}: labels {sorted(unknown)} are not the service's")
+            check_query(name, alert["expr"], service)
+
+
+def check_query(name: str, expr: str, service: dict) -> None:
+    """A PromQL query names at least one qrank metric, and only metrics and labels the service
+    exports (a histogram's `_bucket`, `_sum` and `_count` series, and the scrape's own labels,
+    included)."""
+    used = set(re.findall(r"\bqrank_[a-z_]+", expr))
+    expect(used, f"{name}: no qrank metric in {expr!r}")
+    for metric in used:
+        base = re.sub(r"_(bucket|sum|count)$", "", metric)
+        expect(base in service["metric_names"], f"{name}: {metric} is not a metric of the service")
+    labels = set(re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr))
+    labels = {l.strip() for group in labels for l in group.split(",") if l.strip()}
+    labels |= set(re.findall(r"[{,]\s*([a-z_]+)\s*=~?", expr))
+    unknown = labels - service["label_names"] - TARGET_LABELS
+    expect(not unknown, f"{name}: labels {sorted(unknown)} are not the service's")
+
+
+def check_dashboard(docs: list[dict], values: dict, service: dict) -> None:
+    """The dashboard's ConfigMap is there iff enabled, with the sidecar's label, and holds the
+    chart's `dashboards/qrank.json` whole. The file itself is checked whatever the values: it
+    parses, its panels have unique ids, a title, a description and queries on the data source
+    variable, and every query (and template variable) names only what the service exports, so
+    that a renamed metric cannot leave a panel that stays empty."""
+    path = ROOT / "helm/qrank/dashboards/qrank.json"
+    text = path.read_text()
+    dashboard = json.loads(text)
+    settings = values["metrics"]["grafanaDashboard"]
+    maps = [d for d in by_kind(docs, "ConfigMap") if "qrank.json" in d.get("data", {})]
+    expect(len(maps) == int(settings["enabled"]), "dashboard ConfigMap presence")
+    for config_map in maps:
+        expect(config_map["data"].get("qrank.json") == text.rstrip("\n"), "the ConfigMap holds the dashboard whole")
+        for key, value in settings["labels"].items():
+            expect(config_map["metadata"]["labels"].get(key) == value, f"dashboard label {key}")
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    expect(len(ids) == len(set(ids)), "dashboard panel ids repeat")
+    expect(panels, "the dashboard has no panels")
+    for panel in panels:
+        title = panel.get("title")
+        expect(title and panel.get("description"), f"dashboard panel {panel['id']}: title and description")
+        expect(panel["datasource"]["uid"] == "${datasource}", f"{title}: not on the data source variable")
+        expect(panel.get("targets"), f"{title}: no queries")
+        for target in panel["targets"]:
+            check_query(f"dashboard panel {title!r}", target["expr"], service)
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            check_query(f"dashboard variable {variable['name']}", variable["definition"], service)
+
+
+def dashboard_rules() -> dict:
+    """The dashboard's queries as a Prometheus rule group (one recording rule each), with
+    Grafana's variables given values Prometheus takes, so that promtool parses them."""
+    dashboard = json.loads((CHART / "dashboards/qrank.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    grafana = {"$__rate_interval": "5m", "$namespace": "default", "$pod": ".*"}
+    rules = []
+    for index, expr in enumerate(exprs):
+        label_values = re.fullmatch(r"label_values\((.*), *[a-z_]+\)", expr)
+        if label_values:  # a variable's query: Grafana's function around a series selector
+            expr = label_values.group(1)
+        for variable, value in grafana.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"qrank:dashboard_query_{index}", "expr": expr})
+    return {"name": "dashboard", "rules": rules}
+
+
+def check_promql_parses(promtool: str, docs: list[dict], rules_path: Path) -> None:
+    """promtool parses every alert of the PrometheusRule (its `spec` is a rules file: the
+    expressions and the annotations' templates) and every query of the dashboard."""
+    groups = [group for rule in by_kind(docs, "PrometheusRule") for group in rule["spec"]["groups"]]
+    groups.append(dashboard_rules())
+    rules_path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    out = subprocess.run([promtool, "check", "rules", str(rules_path)], capture_output=True, text=True)
+    expect(out.returncode == 0, f"promtool check rules {rules_path}: {out.stdout}{out.stderr}")
 
 
 def check_defaults(values: dict, facts: dict, service: dict) -> None:
@@ -563,7 +639,7 @@ def check_refusals(helm: str, qrank: str, workdir: Path) -> None:
         )
     _, docs = render(helm, [], ["config.pipeline.num_loaderz=3"])
     bad = workdir / "misspelt.toml"
-    bad.write_text(one(docs, "ConfigMap")["data"]["qrank.toml"])
+    bad.write_text(config_map(docs)["data"]["qrank.toml"])
     out = subprocess.run([qrank, "serve", "--check-config", "--config", str(bad)], capture_output=True, text=True)
     expect(
         out.returncode == 64 and "num_loaderz" in out.stderr,
@@ -581,6 +657,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--helm", required=True)
     parser.add_argument("--validator", required=True, help="the kubernetes-validate executable")
+    parser.add_argument("--promtool", required=True, help="Prometheus's promtool, to parse the PromQL")
     parser.add_argument("--qrank", required=True, help="the qrank binary (target/debug/qrank)")
     parser.add_argument("--workdir", required=True, type=Path)
     args = parser.parse_args()
@@ -602,6 +679,7 @@ def main() -> int:
             skipped = validate_schemas(docs, args.validator, args.workdir, name)
             values = merged_values(files)
             facts = check_case(docs, values, service, docker)
+            check_promql_parses(args.promtool, docs, args.workdir / f"{name}.rules.yaml")
             if name == "default":
                 check_defaults(values, facts, service)
             toml_path = args.workdir / f"{name}.qrank.toml"
