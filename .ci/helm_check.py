@@ -489,16 +489,15 @@ def check_dashboard(docs: list[dict], values: dict, service: dict) -> None:
     parses, its panels have unique ids, a title, a description and queries on the data source
     variable, and every query (and template variable) names only what the service exports, so
     that a renamed metric cannot leave a panel that stays empty."""
-    path = ROOT / "helm/qrank/dashboards/qrank.json"
-    text = path.read_text()
+    text = (CHART / "dashboards/qrank.json").read_text()
     dashboard = json.loads(text)
     settings = values["metrics"]["grafanaDashboard"]
     maps = [d for d in by_kind(docs, "ConfigMap") if "qrank.json" in d.get("data", {})]
     expect(len(maps) == int(settings["enabled"]), "dashboard ConfigMap presence")
-    for config_map in maps:
-        expect(config_map["data"].get("qrank.json") == text.rstrip("\n"), "the ConfigMap holds the dashboard whole")
+    for holder in maps:
+        expect(holder["data"]["qrank.json"] == text.rstrip("\n"), "the ConfigMap holds the dashboard whole")
         for key, value in settings["labels"].items():
-            expect(config_map["metadata"]["labels"].get(key) == value, f"dashboard label {key}")
+            expect(holder["metadata"]["labels"].get(key) == value, f"dashboard label {key}")
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     ids = [p["id"] for p in dashboard["panels"]]
     expect(len(ids) == len(set(ids)), "dashboard panel ids repeat")

@@ -159,9 +159,9 @@ fn compare_four_photos_with(model: &str, extra: &[&str], env: &[(&str, &Path)]) 
 /// The download users run: `--model owner/name` fetches the checkpoint through the real hub
 /// client (from a fake of the hub, `HF_ENDPOINT`; the weights through a redirect, as the hub
 /// serves large files) into an empty cache, each file once, with one look at the hub's file
-/// list, and answers as the same checkpoint in a folder does; a repository the hub lacks fails with its
-/// name and the hub's 404; then, with `HF_HUB_OFFLINE=1` and the hub gone, the cache alone
-/// answers.
+/// list, and answers as the same checkpoint in a folder does; a repository the hub lacks fails
+/// with its name and the hub's 404; then, with `HF_HUB_OFFLINE=1` and the hub gone, the cache
+/// alone answers.
 #[test]
 fn a_hub_id_is_downloaded_into_the_cache_and_answers_as_the_folder_does() {
     let model = tiny_model(false);
