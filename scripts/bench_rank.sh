@@ -5,8 +5,8 @@
 # plan at all.
 # Usage: bash scripts/bench_rank.sh [SEEDS]   (default 3 seeds per row; the top-k and threshold
 # part alone takes about 4 min at 3 seeds on 2 cores, most of it at N = 20,000). The slot-bias
-# part runs QRANK_SLOT_BIAS_SEEDS seeds (default 200, about 5 min), since its error varies by
-# half from seed to seed.
+# part runs QRANK_SLOT_BIAS_SEEDS seeds (default 200, about 10 min for both answers), since its
+# error varies by half from seed to seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${QRANK_BENCH_VENV:-.venv-bench}
@@ -21,7 +21,7 @@ echo
 echo "== Top-10% precision at 2 calls per image, and the 2.5-call target =="
 target/release/examples/bench_rank topk "${1:-3}"
 echo
-echo "== Slot-bias error at N = 2,000 by budget, full rankings =="
+echo "== Slot-bias error at N = 2,000 by answer and budget =="
 target/release/examples/bench_rank slot-bias "${QRANK_SLOT_BIAS_SEEDS:-200}"
 echo
 echo "== The least slot-bias error the data allow at N = 2,000 (Cramer-Rao bounds) =="

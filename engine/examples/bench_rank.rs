@@ -7,8 +7,8 @@
 //! bench_rank topk [SEEDS]               top-10% precision at 2 calls per image, the worst-10%
 //!                                       precision of threshold mode, how well their reported
 //!                                       probabilities are calibrated, and the 2.5-call target
-//! bench_rank slot-bias [SEEDS]          the slot-bias error at N = 2,000 by budget, over many
-//!                                       seeds (a few seeds say little: it varies by half)
+//! bench_rank slot-bias [SEEDS]          the slot-bias error at N = 2,000 by answer and budget,
+//!                                       over many seeds (a few say little: it varies by half)
 //! ```
 //! `scripts/bench_rank.sh` runs both and fits choix to the dumped data.
 
@@ -130,23 +130,26 @@ fn topk(seeds: u64) {
     }
 }
 
-/// The slot-bias target (within 0.05 at N = 2,000), full rankings, by budget: the mean over the
+/// The slot-bias target (within 0.05 at N = 2,000), by answer and budget: the mean over the
 /// seeds of the largest of the three errors (the bench table's figure) and of their
 /// root-mean-square. `scripts/slot_bias_bound.py` gives the least that any fit could reach.
 fn slot_bias(seeds: u64) {
-    println!("| N | calls/image | schedule | seeds | largest slot-bias error | root-mean-square error |");
-    println!("|---|---|---|---|---|---|");
-    for budget in [1.0, 2.0, 3.0, 4.0] {
-        for adaptive in [false, true] {
-            let runs: Vec<Run> = (1..=seeds)
-                .map(|seed| run(2_000, Answer::FullRanking, budget, adaptive, Mode::Full, seed, None))
-                .collect();
-            let rms = (runs.iter().map(|r| r.bias_rms.powi(2)).sum::<f64>() / runs.len() as f64).sqrt();
-            println!(
-                "| 2000 | {budget} | {} | {seeds} | {:.4} | {rms:.4} |",
-                if adaptive { "adaptive" } else { "random" },
-                mean(&runs, |r| r.bias_error),
-            );
+    println!("| N | answer | calls/image | schedule | seeds | largest slot-bias error | root-mean-square error |");
+    println!("|---|---|---|---|---|---|---|");
+    for answer in [Answer::FullRanking, Answer::BestOf] {
+        for budget in [1.0, 2.0, 3.0, 4.0] {
+            for adaptive in [false, true] {
+                let runs: Vec<Run> = (1..=seeds)
+                    .map(|seed| run(2_000, answer, budget, adaptive, Mode::Full, seed, None))
+                    .collect();
+                let rms = (runs.iter().map(|r| r.bias_rms.powi(2)).sum::<f64>() / runs.len() as f64).sqrt();
+                println!(
+                    "| 2000 | {} | {budget} | {} | {seeds} | {:.4} | {rms:.4} |",
+                    answer_name(answer),
+                    if adaptive { "adaptive" } else { "random" },
+                    mean(&runs, |r| r.bias_error),
+                );
+            }
         }
     }
 }
@@ -232,16 +235,20 @@ fn mean(runs: &[Run], f: fn(&Run) -> f64) -> f64 {
     runs.iter().map(f).sum::<f64>() / runs.len() as f64
 }
 
+fn answer_name(answer: Answer) -> &'static str {
+    match answer {
+        Answer::BestOf => "best of 4",
+        Answer::FullRanking => "full ranking",
+    }
+}
+
 fn print_row(n: usize, answer: Answer, budget: f64, schedule: &str, runs: &[Run]) {
     let mean = |f: fn(&Run) -> f64| mean(runs, f);
     let spread = |f: fn(&Run) -> f64| {
         let m = mean(f);
         (runs.iter().map(|r| (f(r) - m).powi(2)).sum::<f64>() / runs.len().max(2).saturating_sub(1) as f64).sqrt()
     };
-    let answer = match answer {
-        Answer::BestOf => "best of 4",
-        Answer::FullRanking => "full ranking",
-    };
+    let answer = answer_name(answer);
     println!(
         "| {n} | {answer} | {budget} ({:.2} used) | {schedule} | {:.4} ± {:.4} | {:.3} | {:.3} | {:.3} |",
         mean(|r| r.calls_per_image),
