@@ -5,14 +5,14 @@
 
 mod service_support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 use qrank_tests::{files_in, server_env, workspace_root};
-use service_support::{job, Broker, Sandbox, Servers, Service};
+use service_support::{free_port, http_get, job, Broker, Sandbox, Servers, Service};
 
 /// Panels whose metrics appear only after what this test does not cause: a failed model call, a
 /// job large enough to share its groups, an actor crash. Every other panel must show data.
@@ -131,7 +131,7 @@ impl Prometheus {
             ),
         )
         .expect("writing the config");
-        let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let address = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("a log file");
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
@@ -144,7 +144,7 @@ impl Prometheus {
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let prometheus = Self { child, address, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(prometheus.get("/-/ready").await, Some((200, _))) {
+        while !matches!(http_get(prometheus.address, "/-/ready").await, Some((200, _))) {
             assert!(
                 Instant::now() < deadline,
                 "Prometheus not ready in 30 s:\n{}",
@@ -176,8 +176,7 @@ impl Prometheus {
 
     /// Run an instant query: the number of series it returns, or Prometheus's error.
     async fn query(&self, expr: &str) -> Result<usize, String> {
-        let (status, body) = self
-            .get(&format!("/api/v1/query?query={}", percent_encode(expr)))
+        let (status, body) = http_get(self.address, &format!("/api/v1/query?query={}", percent_encode(expr)))
             .await
             .ok_or("no answer from Prometheus")?;
         let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
@@ -185,19 +184,6 @@ impl Prometheus {
             return Err(format!("{status}: {body}"));
         }
         Ok(answer["data"]["result"].as_array().map_or(0, Vec::len))
-    }
-
-    /// GET `path`: status and body. HTTP/1.0, so that the body comes whole, not in chunks.
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.address).await.ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
     }
 }
 

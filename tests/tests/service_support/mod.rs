@@ -300,15 +300,7 @@ impl Service {
 
     /// GET `path` on the probe port: status and body.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.http).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
+        http_get(self.http, path).await
     }
 
     /// Wait (up to 60 s) until the model is known broken: `/healthz` fails, and the replica takes
@@ -347,7 +339,22 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> SocketAddr {
+/// GET `path` from an HTTP server on `address`: status and body, or `None` when it does not
+/// answer. HTTP/1.0, so that the body comes whole rather than in chunks.
+pub async fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// A port on 127.0.0.1 that is free now, for a server the test starts.
+pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     listener.local_addr().expect("local address")
 }
