@@ -180,12 +180,12 @@ pub fn compare(args: CompareArgs) -> Result<u8> {
     let model = announced(source, || {
         let device = crate::models::resolve_devices(&args.model.device, warn)?[0];
         let checkpoint = crate::models::locate(source, &[device], args.model.precision)?;
-        let precision = crate::models::precision_for(&checkpoint, device, args.model.precision, warn)?;
         crate::models::load_coinstruct(
             &checkpoint,
             device,
-            precision,
+            args.model.precision,
             crate::models::DEFAULT_EMBEDDING_CACHE_MIB,
+            warn,
         )
     })?;
     let prepared: Vec<_> = images.into_iter().map(|image| model.prepare(image)).collect();

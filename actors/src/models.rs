@@ -153,12 +153,12 @@ pub fn load(
             let checkpoint = locate(source, &devices, precision)?;
             let strict = *device != DeviceSpec::Auto;
             load_copies(&devices, strict, &warn, |device| {
-                let precision = precision_for(&checkpoint, device, precision, &warn)?;
                 Ok(Arc::new(load_coinstruct(
                     &checkpoint,
                     device,
                     precision,
                     embedding_cache_mib,
+                    &warn,
                 )?))
             })?
         }
@@ -223,7 +223,7 @@ pub fn locate(source: &str, devices: &[DeviceKind], precision: Precision) -> Res
 
 /// The precision to load `checkpoint` in on `device`: on the CPU, `auto` is decided by the
 /// memory available ([`auto_on_the_cpu`]).
-pub fn precision_for(
+fn precision_for(
     checkpoint: &Checkpoint,
     device: DeviceKind,
     precision: Precision,
@@ -303,13 +303,16 @@ fn memory_left(meminfo: Option<&str>, cgroup_limit: Option<&str>, cgroup_used: O
     }
 }
 
-/// Load a Co-Instruct checkpoint on `device`, in `precision`.
+/// Load a Co-Instruct checkpoint on `device`, in `precision`, `auto` resolved first
+/// ([`precision_for`]; `warn` hears why it chose q8).
 pub fn load_coinstruct(
     checkpoint: &Checkpoint,
     device: DeviceKind,
     precision: Precision,
     embedding_cache_mib: usize,
+    warn: impl Fn(&str),
 ) -> Result<CoInstruct> {
+    let precision = precision_for(checkpoint, device, precision, warn)?;
     let options = load_options(device, precision, embedding_cache_mib)?;
     let source = checkpoint.source();
     CoInstruct::from_checkpoint(checkpoint, &options)
