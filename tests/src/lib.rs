@@ -98,15 +98,20 @@ pub fn server_env(names: &[&str], hint: &str) -> Option<Vec<String>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let missing: Vec<&str> = names.iter().copied().filter(|n| var(n).is_none()).collect();
     if !missing.is_empty() {
-        let reason = format!("no test servers: {} not set ({hint})", missing.join(", "));
-        assert!(
-            std::env::var("QRANK_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "QRANK_REQUIRE_SERVERS=1 but {reason}"
-        );
-        eprintln!("skipping: {reason}");
-        return None;
+        return skip(&format!("no test servers: {} not set ({hint})", missing.join(", ")));
     }
     Some(names.iter().map(|n| var(n).expect("checked above")).collect())
+}
+
+/// `None`, after printing why the test skips; a failure instead under `QRANK_REQUIRE_SERVERS=1`
+/// (CI), where every server a test needs must be there.
+pub fn skip<T>(reason: &str) -> Option<T> {
+    assert!(
+        std::env::var("QRANK_REQUIRE_SERVERS").as_deref() != Ok("1"),
+        "QRANK_REQUIRE_SERVERS=1 but {reason}"
+    );
+    eprintln!("skipping: {reason}");
+    None
 }
 
 /// The S3 test server that `.ci/start-s3.sh` starts, as `.ci/lib.sh` exports it.
