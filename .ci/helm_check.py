@@ -13,14 +13,16 @@ the standard library from 3.11, tomli before). For the default values and each
    the service's own, the GPU request is present iff `gpu.enabled` (and then the model runs on
    `cuda`), KEDA watches the service's jobs queue, the Secret wiring, the non-root read-only
    container, the grace periods, the image variant against the Dockerfile's targets, and the
-   alerts and the Grafana dashboard name only metrics and labels the service exports
-   (`check_alerts`, `check_dashboard`);
-   promtool (Prometheus's own parser) parses every alert and every dashboard query;
+   alerts name only metrics and labels the service exports (`check_alerts`), and promtool
+   (Prometheus's own parser) parses them; the Grafana dashboard's ConfigMap is there iff enabled;
 4. runs the binary's own config check on the rendered `qrank.toml`
    (`qrank serve --check-config`), with the environment the pod would get;
 5. starts `qrank serve` with that config (HTTP on a free loopback port, no broker) and requests
    the Deployment's probe and metrics paths: liveness 200, readiness 503 (no broker), metrics 200;
    then SIGTERM, which must end it well within `terminationGracePeriodSeconds`.
+
+Once, whatever the values, it checks the Grafana dashboard file (`check_dashboard`): its panels,
+that its queries name only metrics and labels the service exports, and that promtool parses them.
 
 It also renders a few wrong values and expects the chart to refuse them, and expects the
 binary to refuse a misspelt config key, so the checks above cannot pass vacuously.
@@ -425,7 +427,7 @@ def check_case(docs: list[dict], values: dict, service: dict, docker: dict) -> d
         "ServiceMonitor presence",
     )
     check_alerts(docs, values, service)
-    check_dashboard(docs, values, service)
+    check_dashboard_map(docs, values)
     expect(len(by_kind(docs, "PodDisruptionBudget")) == int(values["podDisruptionBudget"]["enabled"]), "PDB presence")
     expect(len(by_kind(docs, "NetworkPolicy")) == int(values["networkPolicy"]["enabled"]), "NetworkPolicy presence")
 
@@ -483,14 +485,13 @@ def check_query(name: str, expr: str, service: dict) -> None:
     expect(not unknown, f"{name}: labels {sorted(unknown)} are not the service's")
 
 
-def check_dashboard(docs: list[dict], values: dict, service: dict) -> None:
-    """The dashboard's ConfigMap is there iff enabled, with the sidecar's label, and holds the
-    chart's `dashboards/qrank.json` whole. The file itself is checked whatever the values: it
-    parses, its panels have unique ids, a title, a description and queries on the data source
-    variable, and every query (and template variable) names only what the service exports, so
-    that a renamed metric cannot leave a panel that stays empty."""
-    text = (CHART / "dashboards/qrank.json").read_text()
-    dashboard = json.loads(text)
+DASHBOARD = CHART / "dashboards/qrank.json"
+
+
+def check_dashboard_map(docs: list[dict], values: dict) -> None:
+    """The dashboard's ConfigMap is there iff enabled, with the sidecar's labels, and holds the
+    chart's `dashboards/qrank.json` whole."""
+    text = DASHBOARD.read_text()
     settings = values["metrics"]["grafanaDashboard"]
     maps = [d for d in by_kind(docs, "ConfigMap") if "qrank.json" in d.get("data", {})]
     expect(len(maps) == int(settings["enabled"]), "dashboard ConfigMap presence")
@@ -498,10 +499,20 @@ def check_dashboard(docs: list[dict], values: dict, service: dict) -> None:
         expect(holder["data"]["qrank.json"] == text.rstrip("\n"), "the ConfigMap holds the dashboard whole")
         for key, value in settings["labels"].items():
             expect(holder["metadata"]["labels"].get(key) == value, f"dashboard label {key}")
+
+
+def check_dashboard(service: dict, promtool: str, rules_path: Path) -> None:
+    """The dashboard file, whatever the values: it parses, its panels have unique ids, a title, a
+    description and queries on the data source variable, every query (and template variable)
+    names only what the service exports, so that a renamed metric cannot leave a panel that
+    stays empty, and promtool parses every query (Grafana's variables given values Prometheus
+    takes)."""
+    dashboard = json.loads(DASHBOARD.read_text())
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     ids = [p["id"] for p in dashboard["panels"]]
     expect(len(ids) == len(set(ids)), "dashboard panel ids repeat")
     expect(panels, "the dashboard has no panels")
+    exprs = []
     for panel in panels:
         title = panel.get("title")
         expect(title and panel.get("description"), f"dashboard panel {panel['id']}: title and description")
@@ -509,34 +520,23 @@ def check_dashboard(docs: list[dict], values: dict, service: dict) -> None:
         expect(panel.get("targets"), f"{title}: no queries")
         for target in panel["targets"]:
             check_query(f"dashboard panel {title!r}", target["expr"], service)
+            exprs.append(target["expr"])
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
             check_query(f"dashboard variable {variable['name']}", variable["definition"], service)
-
-
-def dashboard_rules() -> dict:
-    """The dashboard's queries as a Prometheus rule group (one recording rule each), with
-    Grafana's variables given values Prometheus takes, so that promtool parses them."""
-    dashboard = json.loads((CHART / "dashboards/qrank.json").read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]]
-    exprs += [v["definition"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+            # Grafana's label_values(SELECTOR, LABEL) around a series selector.
+            exprs.append(re.fullmatch(r"label_values\((.*), *[a-z_]+\)", variable["definition"]).group(1))
     grafana = {"$__rate_interval": "5m", "$namespace": "default", "$pod": ".*"}
     rules = []
     for index, expr in enumerate(exprs):
-        label_values = re.fullmatch(r"label_values\((.*), *[a-z_]+\)", expr)
-        if label_values:  # a variable's query: Grafana's function around a series selector
-            expr = label_values.group(1)
         for variable, value in grafana.items():
             expr = expr.replace(variable, value)
         rules.append({"record": f"qrank:dashboard_query_{index}", "expr": expr})
-    return {"name": "dashboard", "rules": rules}
+    check_rules_parse(promtool, [{"name": "dashboard", "rules": rules}], rules_path)
 
 
-def check_promql_parses(promtool: str, docs: list[dict], rules_path: Path) -> None:
-    """promtool parses every alert of the PrometheusRule (its `spec` is a rules file: the
-    expressions and the annotations' templates) and every query of the dashboard."""
-    groups = [group for rule in by_kind(docs, "PrometheusRule") for group in rule["spec"]["groups"]]
-    groups.append(dashboard_rules())
+def check_rules_parse(promtool: str, groups: list[dict], rules_path: Path) -> None:
+    """promtool parses every rule of `groups` (expressions, and alerts' annotation templates)."""
     rules_path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     out = subprocess.run([promtool, "check", "rules", str(rules_path)], capture_output=True, text=True)
     expect(out.returncode == 0, f"promtool check rules {rules_path}: {out.stdout}{out.stderr}")
@@ -678,7 +678,9 @@ def main() -> int:
             skipped = validate_schemas(docs, args.validator, args.workdir, name)
             values = merged_values(files)
             facts = check_case(docs, values, service, docker)
-            check_promql_parses(args.promtool, docs, args.workdir / f"{name}.rules.yaml")
+            alerts = [group for rule in by_kind(docs, "PrometheusRule") for group in rule["spec"]["groups"]]
+            if alerts:
+                check_rules_parse(args.promtool, alerts, args.workdir / f"{name}.rules.yaml")
             if name == "default":
                 check_defaults(values, facts, service)
             toml_path = args.workdir / f"{name}.qrank.toml"
@@ -693,6 +695,12 @@ def main() -> int:
         except CheckFailed as e:
             failures += 1
             print(f"FAIL {name}: {e}", file=sys.stderr)
+    try:
+        check_dashboard(service, args.promtool, args.workdir / "dashboard.rules.yaml")
+        print("ok   dashboard: panels, names and labels the service exports, promtool parses every query")
+    except CheckFailed as e:
+        failures += 1
+        print(f"FAIL dashboard: {e}", file=sys.stderr)
     try:
         check_refusals(args.helm, args.qrank, args.workdir)
         print("ok   refusals: bad values fail to render, a misspelt key fails --check-config,")
