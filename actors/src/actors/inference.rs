@@ -29,6 +29,10 @@ use crate::service::device_health::DeviceHealth;
 use crate::service::metrics::Metrics;
 use crate::service::Context;
 
+/// The `kind` label of the call metrics: one image scored, or a group compared.
+const SCORE: &str = "score";
+const COMPARE: &str = "compare";
+
 /// One unit of model work.
 pub enum Task {
     /// Score one image (comparators that score single images).
@@ -79,7 +83,16 @@ impl Actor for InferenceWorker {
             0 => 1,
             n => n,
         };
+        let kind = if ctx.comparators.primary().scores_directly() {
+            SCORE
+        } else {
+            COMPARE
+        };
         for (device_index, copy) in devices.iter().enumerate() {
+            // The device's call and failure series, at 0 until its first call, so that its first
+            // failure counts in `rate()`.
+            ctx.metrics.inference_calls.with_label_values(&[kind, &copy.device]);
+            ctx.metrics.inference_failures.with_label_values(&[kind, &copy.device]);
             for index in 0..threads_per_device {
                 let thread = Thread {
                     comparator: copy.comparator.clone(),
@@ -197,7 +210,7 @@ impl Thread {
                     kind: "model",
                     reason: format!("{name}: {e}"),
                 });
-                self.observe("score", started, score.is_ok());
+                self.observe(SCORE, started, score.is_ok());
                 let _ = reply_to.cast(CoordinatorMsg::Scored(name, score));
             }
             Task::Compare {
@@ -218,7 +231,7 @@ impl Thread {
                         self.record(answer.as_ref().err());
                         answer.map_err(|e| e.to_string())
                     });
-                self.observe("compare", started, outcome.is_ok());
+                self.observe(COMPARE, started, outcome.is_ok());
                 if let Some(stats) = comparator.cache_stats() {
                     metrics.observe_cache(self.device_index, stats);
                 }

@@ -18,6 +18,7 @@ use super::publisher::PublisherMsg;
 use super::{lookup, PUBLISHER};
 use crate::service::broker::{self, Control};
 use crate::service::dead_letter::dead_letter;
+use crate::service::metrics::JobOutcome;
 use crate::service::wire::decode_job;
 use crate::service::Context;
 
@@ -95,7 +96,7 @@ impl Actor for JobSource {
                 for (_, job) in state.in_flight.drain() {
                     job.coordinator.stop(Some("shutdown grace period exceeded".into()));
                     nack(&job.acker, true).await;
-                    state.ctx.metrics.jobs_completed.with_label_values(&["requeued"]).inc();
+                    state.ctx.metrics.job_completed(JobOutcome::Requeued);
                     state.ctx.metrics.jobs_in_flight.dec();
                 }
                 let _ = reply.send(num_jobs);
@@ -129,7 +130,7 @@ impl Actor for JobSource {
         if let Some(error) = crash {
             // A crash that repeats on redelivery would loop forever: the second one dead-letters.
             tracing::error!(error, redelivered = job.redelivered, "job coordinator crashed");
-            state.ctx.metrics.jobs_completed.with_label_values(&["crashed"]).inc();
+            state.ctx.metrics.job_completed(JobOutcome::Crashed);
             if job.acker.usable() {
                 nack(&job.acker, !job.redelivered).await;
             }

@@ -78,6 +78,8 @@ impl Actor for Supervisor {
             .chain([Role::GroupServer, Role::JobSource])
             .filter(|role| args.with_broker || !matches!(role, Role::Publisher | Role::GroupServer | Role::JobSource));
         for role in roles {
+            // Its restarts' series, at 0 until the first, so that the first counts in `increase()`.
+            state.ctx.metrics.actor_restarts.with_label_values(&[role.label()]);
             let id = spawn(&myself, &state.ctx, role).await?;
             state.children.insert(id, role);
         }

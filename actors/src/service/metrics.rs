@@ -4,12 +4,63 @@
 //! (outcome, error type, kind, actor role), never from a job id or a URL, so the number of
 //! series stays bounded whatever the traffic. The same counters are what the integration tests
 //! check against the work they submitted.
+//!
+//! A labelled series is exported at 0 from the start wherever its label values are known then
+//! (job outcomes, poison reasons, stop reasons, here; actors and devices where they start): a
+//! counter that first appears at 1 shows no increase to `rate()` or `increase()`, so the first
+//! poison job of a pod's life would not move the chart's alert on it.
 
+use crate::service::wire::Poison;
 use engine::compare::CacheStats;
+use engine::rank::StopReason;
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// The bounds of the job-long histograms (time in the queue, time to finish): from 10 ms to a
+/// day, at the round numbers an SRE sets thresholds at (the chart's `queueWaitSeconds` alert
+/// among them), since a Co-Instruct job of thousands of images runs for hours on a CPU.
+/// `histogram_quantile` cannot report more than the largest bound.
+const JOB_SECONDS: [f64; 21] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
+    14400.0, 28800.0, 86400.0,
+];
+
+/// How a job ended, the `outcome` of `qrank_job_completed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Ranked, and the result published.
+    Ranked,
+    /// Answered with a result that states the failure.
+    Failed,
+    /// A result it already had, published again (a redelivery whose ack was lost).
+    Republished,
+    /// Returned to the queue, for this or another replica to take.
+    Requeued,
+    /// Its coordinator crashed.
+    Crashed,
+}
+
+impl JobOutcome {
+    pub const ALL: [JobOutcome; 5] = [
+        JobOutcome::Ranked,
+        JobOutcome::Failed,
+        JobOutcome::Republished,
+        JobOutcome::Requeued,
+        JobOutcome::Crashed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            JobOutcome::Ranked => "ranked",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Republished => "republished",
+            JobOutcome::Requeued => "requeued",
+            JobOutcome::Crashed => "crashed",
+        }
+    }
+}
 
 /// Every metric the service exports.
 #[derive(Debug)]
@@ -17,9 +68,8 @@ pub struct Metrics {
     registry: Registry,
     /// Job messages taken from the queue, poison ones included.
     pub jobs_received: IntCounter,
-    /// Jobs finished, by `outcome`: ranked, failed (a result with `failure`), republished
-    /// (an existing result sent again), requeued (returned to the queue) or crashed.
-    pub jobs_completed: IntCounterVec,
+    /// Jobs finished, by `outcome` ([`JobOutcome`]); count one with [`Metrics::job_completed`].
+    jobs_completed: IntCounterVec,
     /// Poison messages sent to the dead-letter exchange, by `error_type`.
     pub jobs_dead_lettered: IntCounterVec,
     pub jobs_in_flight: IntGauge,
@@ -108,23 +158,25 @@ impl Metrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
-        let seconds = |name: &str, help: &str| -> prometheus::Result<Histogram> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(exponential_buckets(0.001, 4.0, 10)?))?;
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| -> prometheus::Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
             registry.register(Box::new(h.clone()))?;
             Ok(h)
         };
+        let seconds = |name: &str, help: &str| histogram(name, help, exponential_buckets(0.001, 4.0, 10)?);
+        let job_seconds = |name: &str, help: &str| histogram(name, help, JOB_SECONDS.to_vec());
         let inference_call = HistogramVec::new(
             HistogramOpts::new("qrank_inference_call_seconds", "Time of one comparator call")
                 .buckets(exponential_buckets(0.0005, 4.0, 10)?),
             &["kind", "device"],
         )?;
         registry.register(Box::new(inference_call.clone()))?;
-        let inference_batch_size = Histogram::with_opts(
-            HistogramOpts::new("qrank_inference_batch_size", "Tasks an inference thread took at once")
-                .buckets(exponential_buckets(1.0, 2.0, 8)?),
+        let inference_batch_size = histogram(
+            "qrank_inference_batch_size",
+            "Tasks an inference thread took at once",
+            exponential_buckets(1.0, 2.0, 8)?,
         )?;
-        registry.register(Box::new(inference_batch_size.clone()))?;
-        Ok(Self {
+        let metrics = Self {
             jobs_received: counter("qrank_job_received_total", "Job messages taken from the queue")?,
             jobs_completed: counter_vec("qrank_job_completed_total", "Jobs finished, by outcome", &["outcome"])?,
             jobs_dead_lettered: counter_vec(
@@ -133,13 +185,13 @@ impl Metrics {
                 &["error_type"],
             )?,
             jobs_in_flight: gauge("qrank_job_in_flight", "Jobs being worked on")?,
-            job_duration: seconds("qrank_job_duration_seconds", "Time from taking a job to acking it")?,
+            job_duration: job_seconds("qrank_job_duration_seconds", "Time from taking a job to acking it")?,
             jobs_stopped: counter_vec(
                 "qrank_job_stopped_total",
                 "Comparison jobs, by what stopped their comparisons",
                 &["reason"],
             )?,
-            job_queue_wait: seconds("qrank_job_queue_wait_seconds", "Time a job waited in the queue")?,
+            job_queue_wait: job_seconds("qrank_job_queue_wait_seconds", "Time a job waited in the queue")?,
             images_loaded: counter("qrank_image_loaded_total", "Images fetched and decoded")?,
             image_errors: counter_vec(
                 "qrank_image_errors_total",
@@ -213,7 +265,22 @@ impl Metrics {
             )?,
             cache_totals: std::sync::Mutex::default(),
             registry,
-        })
+        };
+        for outcome in JobOutcome::ALL {
+            metrics.jobs_completed.with_label_values(&[outcome.label()]);
+        }
+        for label in Poison::LABELS {
+            metrics.jobs_dead_lettered.with_label_values(&[label]);
+        }
+        for reason in StopReason::ALL {
+            metrics.jobs_stopped.with_label_values(&[reason.label()]);
+        }
+        Ok(metrics)
+    }
+
+    /// Count a job that ended with `outcome`.
+    pub fn job_completed(&self, outcome: JobOutcome) {
+        self.jobs_completed.with_label_values(&[outcome.label()]).inc();
     }
 
     /// Brings the cache metrics up to the running totals of the copy of the model on device
@@ -254,7 +321,7 @@ mod tests {
     #[test]
     fn names_follow_the_convention() {
         let metrics = Metrics::new().unwrap();
-        metrics.jobs_completed.with_label_values(&["ranked"]).inc();
+        metrics.job_completed(JobOutcome::Ranked);
         let text = metrics.render();
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split_whitespace().nth(2).unwrap();
@@ -267,6 +334,39 @@ mod tests {
             text.contains("qrank_job_completed_total{outcome=\"ranked\"} 1"),
             "{text}"
         );
+    }
+
+    /// The chart's alerts take `increase()` or `rate()` of these: a series that first appeared
+    /// at 1 would hide the first failed job, or the first poison job, from them.
+    #[test]
+    fn series_whose_labels_are_known_at_start_are_exported_at_zero() {
+        let text = Metrics::new().unwrap().render();
+        let series = JobOutcome::ALL
+            .iter()
+            .map(|o| format!("qrank_job_completed_total{{outcome=\"{}\"}} 0", o.label()))
+            .chain(Poison::LABELS.map(|l| format!("qrank_job_dead_lettered_total{{error_type=\"{l}\"}} 0")))
+            .chain(StopReason::ALL.map(|r| format!("qrank_job_stopped_total{{reason=\"{}\"}} 0", r.label())));
+        for line in series {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+    }
+
+    /// A Co-Instruct job runs for hours on a CPU: its wait and its duration must be told apart
+    /// at the scale of minutes to hours, not lumped in a last bucket of a few minutes.
+    #[test]
+    fn job_histograms_tell_minutes_from_hours() {
+        let metrics = Metrics::new().unwrap();
+        metrics.job_queue_wait.observe(1500.0);
+        metrics.job_duration.observe(5.0 * 3600.0);
+        let text = metrics.render();
+        for line in [
+            "qrank_job_queue_wait_seconds_bucket{le=\"1200\"} 0",
+            "qrank_job_queue_wait_seconds_bucket{le=\"1800\"} 1",
+            "qrank_job_duration_seconds_bucket{le=\"14400\"} 0",
+            "qrank_job_duration_seconds_bucket{le=\"28800\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum Poison {
 }
 
 impl Poison {
+    /// Every [`Poison::label`], for the metric's series to start at 0.
+    pub const LABELS: [&'static str; 4] = ["type", "content_type", "decode", "invalid"];
+
     pub fn label(&self) -> &'static str {
         match self {
             Poison::Type { .. } => "type",
@@ -330,6 +333,26 @@ pub fn result_json(result: &RankResult) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_poison_label_is_listed() {
+        let all = [
+            Poison::Type {
+                found: "x".into(),
+                want: "qrank.v1.RankJob",
+            },
+            Poison::ContentType("x".into()),
+            Poison::Decode("x".into()),
+            Poison::Invalid("x".into()),
+        ];
+        for poison in &all {
+            // A new kind of poison fails to compile here: add it to `all` and to `LABELS`.
+            match poison {
+                Poison::Type { .. } | Poison::ContentType(_) | Poison::Decode(_) | Poison::Invalid(_) => {}
+            }
+        }
+        assert_eq!(all.map(|p| p.label()), Poison::LABELS);
+    }
 
     fn decode(job: &RankJob, kind: Option<&str>) -> Result<JobSpec, Poison> {
         let mut properties = BasicProperties::default();

@@ -43,6 +43,8 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    pub const ALL: [StopReason; 3] = [StopReason::Budget, StopReason::Stable, StopReason::Settled];
+
     /// The reason's name on the wire, as serde spells it.
     pub fn label(self) -> &'static str {
         match self {

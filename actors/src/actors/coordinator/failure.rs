@@ -7,6 +7,7 @@ use ractor::ActorRef;
 
 use super::finishing::{ack, nack, publish_result, reply_locally};
 use super::{CoordinatorMsg, Reply, State};
+use crate::service::metrics::JobOutcome;
 use crate::service::wire::failed_result;
 
 /// A failure that would fail again however often the job were tried, such as a source with more
@@ -84,10 +85,10 @@ pub(super) async fn give_up(myself: &ActorRef<CoordinatorMsg>, state: &mut State
         None => return,
     };
     if again == Again::Elsewhere || (!redelivered && again == Again::Once) {
-        state.ctx.metrics.jobs_completed.with_label_values(&["requeued"]).inc();
+        state.ctx.metrics.job_completed(JobOutcome::Requeued);
         return nack(myself, state).await;
     }
-    state.ctx.metrics.jobs_completed.with_label_values(&["failed"]).inc();
+    state.ctx.metrics.job_completed(JobOutcome::Failed);
     let result = failed_result(&state.spec, state.ctx.comparators.primary().model_id(), reason);
     if let Some(output) = &state.spec.output {
         if let Err(e) = output.write_result(&result).await {

@@ -20,6 +20,7 @@ use crate::actors::scheduler::{self, Scheduler, SchedulerMsg};
 use crate::actors::{loader_name, lookup, RANKER};
 use crate::pipeline::FileError;
 use crate::prepared::PreparedImage;
+use crate::service::metrics::JobOutcome;
 
 /// Send listed objects to the loaders while under the in-flight limit; ask for the next batch
 /// of the listing once few are pending.
@@ -131,12 +132,7 @@ pub(super) async fn start(myself: &ActorRef<CoordinatorMsg>, state: &mut State) 
     if let (Some(output), Some(Reply::Broker { .. })) = (&state.spec.output, &state.reply) {
         if let Some(earlier) = output.existing_result().await? {
             tracing::info!("the job already has a result; republishing it");
-            state
-                .ctx
-                .metrics
-                .jobs_completed
-                .with_label_values(&["republished"])
-                .inc();
+            state.ctx.metrics.job_completed(JobOutcome::Republished);
             publish_result(state, earlier).await?;
             return ack(myself, state).await;
         }

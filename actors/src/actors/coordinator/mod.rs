@@ -43,6 +43,7 @@ use super::scheduler::SchedulerMsg;
 use super::{lookup, INFERENCE};
 use crate::pipeline::{FileError, Progress, Report, Stats};
 use crate::prepared::PreparedImage;
+use crate::service::metrics::JobOutcome;
 use crate::service::wire::JobSpec;
 use crate::service::Context;
 
@@ -374,7 +375,7 @@ async fn step(myself: &ActorRef<CoordinatorMsg>, message: CoordinatorMsg, state:
                 },
             };
             finish(myself, state, report).await?;
-            state.ctx.metrics.jobs_completed.with_label_values(&["ranked"]).inc();
+            state.ctx.metrics.job_completed(JobOutcome::Ranked);
         }
     }
     Ok(())
