@@ -14,7 +14,8 @@
 # file, validates the manifests against the Kubernetes 1.30 schemas, asserts the facts the
 # service depends on, and runs the built binary (target/debug/qrank, or $QRANK_BIN) on the
 # rendered qrank.toml: `qrank serve --check-config`, then a short `qrank serve` hitting the probes;
-# promtool parses every alert and dashboard query.
+# promtool parses every alert and dashboard query and runs the alerts' unit tests
+# (.ci/alerts_test.yaml).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source .ci/lib.sh

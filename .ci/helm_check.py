@@ -19,10 +19,12 @@ the standard library from 3.11, tomli before). For the default values and each
    (`qrank serve --check-config`), with the environment the pod would get;
 5. starts `qrank serve` with that config (HTTP on a free loopback port, no broker) and requests
    the Deployment's probe and metrics paths: liveness 200, readiness 503 (no broker), metrics 200;
-   then SIGTERM, which must end it well within `terminationGracePeriodSeconds`.
+   then SIGTERM, which must end it well within `terminationGracePeriodSeconds`. Where the alerts
+   are enabled, every metric they watch must be exported from the start (`check_alert_series`).
 
 Once, whatever the values, it checks the Grafana dashboard file (`check_dashboard`): its panels,
-that its queries name only metrics and labels the service exports, and that promtool parses them.
+that its queries name only metrics and labels the service exports, and that promtool parses them;
+and it runs promtool's unit tests of the alerts (`.ci/alerts_test.yaml`, `check_alert_tests`).
 
 It also renders a few wrong values and expects the chart to refuse them, and expects the
 binary to refuse a misspelt config key, so the checks above cannot pass vacuously.
@@ -542,6 +544,52 @@ def check_rules_parse(promtool: str, groups: list[dict], rules_path: Path) -> No
     expect(out.returncode == 0, f"promtool check rules {rules_path}: {out.stdout}{out.stderr}")
 
 
+def check_alert_series(groups: list[dict], exposition: str) -> None:
+    """Against what the served config exports from its start: every metric an alert watches is
+    there before it first moves (a counter that first appears at 1 shows no increase, so the
+    alert would miss the first failure), and an alert on a histogram's quantile has its
+    threshold under the largest finite bucket bound (`histogram_quantile` never reports more)."""
+    exported = set(re.findall(r"^(qrank_[a-z_]+)", exposition, re.M))
+    for alert in (rule for group in groups for rule in group["rules"]):
+        name, expr = alert["alert"], alert["expr"]
+        for metric in set(re.findall(r"\bqrank_[a-z_]+", expr)):
+            expect(metric in exported, f"{name}: {metric} is not exported before it first moves")
+        quantile = re.search(r"histogram_quantile\(.*\b(qrank_[a-z_]+)_bucket\b.*\)\s*>\s*([0-9.]+)", expr, re.S)
+        if quantile:
+            metric, threshold = quantile.group(1), float(quantile.group(2))
+            bounds = re.findall(rf'^{metric}_bucket\{{le="([^"]+)"\}}', exposition, re.M)
+            largest = max((float(b) for b in bounds if b != "+Inf"), default=0.0)
+            expect(largest > threshold, f"{name}: {metric}'s largest bucket is {largest}, so it never exceeds {threshold}")
+
+
+ALERT_TESTS = ROOT / ".ci/alerts_test.yaml"
+
+
+def check_alert_tests(helm: str, promtool: str, workdir: Path) -> str:
+    """promtool's unit tests of the alerts (`.ci/alerts_test.yaml`) pass on the rules rendered
+    from the default values: each alert fires when it should, with its labels and summary, and
+    not when it should not. Every alert must be shown firing there. The tests write the
+    summaries (templates); each expected alert's description (plain text) is taken from its
+    rule."""
+    _, docs = render(helm, [], ["metrics.prometheusRule.enabled=true"])
+    groups = [group for rule in by_kind(docs, "PrometheusRule") for group in rule["spec"]["groups"]]
+    descriptions = {r["alert"]: r["annotations"]["description"] for group in groups for r in group["rules"]}
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    fired = set()
+    for test in tests["tests"]:
+        for case in test["alert_rule_test"]:
+            for alert in case.get("exp_alerts", []):
+                fired.add(case["alertname"])
+                alert["exp_annotations"].setdefault("description", descriptions[case["alertname"]])
+    expect(fired == set(descriptions), f"alerts no test shows firing: {sorted(set(descriptions) - fired)}")
+    (workdir / tests["rule_files"][0]).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    test_path = workdir / ALERT_TESTS.name
+    test_path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    out = subprocess.run([promtool, "test", "rules", str(test_path)], capture_output=True, text=True)
+    expect(out.returncode == 0, f"promtool test rules {test_path}: {out.stdout}{out.stderr}")
+    return f"{len(tests['tests'])} tests of {len(fired)} alerts"
+
+
 def check_defaults(values: dict, facts: dict, service: dict) -> None:
     """The chart's defaults are the service's: queue, port, DLX, and every config key."""
     expect(facts["queue"] == service["queue"], f"default queue {facts['queue']}, the service's is {service['queue']}")
@@ -582,8 +630,9 @@ def get(port: int, path: str) -> int:
         return e.code
 
 
-def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Path) -> str:
-    """Start qrank serve with the rendered config and hit the chart's probe paths."""
+def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Path) -> tuple[str, str]:
+    """Start qrank serve with the rendered config and hit the chart's probe paths; returns what
+    it says and its metrics' exposition."""
     log_path = workdir / (toml_path.stem + ".serve.log")
     serve_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -608,12 +657,14 @@ def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Pa
         expect(codes.get("/healthz") == 200, f"liveness {codes}")
         expect(codes.get("/readyz") == 503, f"readiness without a broker should be 503: {codes}")
         expect(codes.get("/metrics") == 200, f"metrics {codes}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            exposition = response.read().decode()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=facts["termination"])
         took = time.monotonic() - started
         expect(proc.returncode == 0, f"qrank serve exited {proc.returncode} after SIGTERM")
-        return f"probes {codes}, SIGTERM -> exit in {took:.1f}s"
+        return f"probes {codes}, SIGTERM -> exit in {took:.1f}s", exposition
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -686,7 +737,8 @@ def main() -> int:
             toml_path = args.workdir / f"{name}.qrank.toml"
             toml_path.write_text(facts["toml"])
             check_config(args.qrank, toml_path, facts["env"])
-            served = check_serve(args.qrank, toml_path, facts["env"], facts, args.workdir)
+            served, exposition = check_serve(args.qrank, toml_path, facts["env"], facts, args.workdir)
+            check_alert_series(alerts, exposition)
             kinds = sorted({d["kind"] for d in docs})
             print(
                 f"ok   {name}: {len(docs)} manifests {kinds}; schemas ok "
@@ -701,6 +753,12 @@ def main() -> int:
     except CheckFailed as e:
         failures += 1
         print(f"FAIL dashboard: {e}", file=sys.stderr)
+    try:
+        tested = check_alert_tests(args.helm, args.promtool, args.workdir)
+        print(f"ok   alerts: promtool's unit tests pass ({tested})")
+    except CheckFailed as e:
+        failures += 1
+        print(f"FAIL alerts: {e}", file=sys.stderr)
     try:
         check_refusals(args.helm, args.qrank, args.workdir)
         print("ok   refusals: bad values fail to render, a misspelt key fails --check-config,")
