@@ -11,11 +11,11 @@
 //! two-pass norm of `[4, 1025, 1024]` took 0.52 ms against 0.04 ms fused, and the tower for 4
 //! images went from 91 ms to 42 ms with the three changes here (`scripts/gpu_check.sh`).
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::cpu_ops;
+use super::{cpu_ops, q8_blocks};
 
 /// Whether `x` takes the fused GPU path: half precision on a CUDA device. candle's CUDA kernels
 /// for layer norm and softmax accumulate in f32 and round once to the half dtype.
@@ -56,13 +56,10 @@ impl Linear {
     pub(crate) fn load_q8(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let dense = Self::load(in_dim, out_dim, bias, vb)?;
         match &dense.weight {
-            Weight::Dense(w) if in_dim.is_multiple_of(GgmlDType::Q8_0.block_size()) => {
-                let blocks = QTensor::quantize(&w.to_dtype(DType::F32)?, GgmlDType::Q8_0)?;
-                Ok(Self {
-                    weight: Weight::Q8(QMatMul::from_qtensor(blocks)?),
-                    ..dense
-                })
-            }
+            Weight::Dense(w) if in_dim.is_multiple_of(GgmlDType::Q8_0.block_size()) => Ok(Self {
+                weight: Weight::Q8(q8_blocks::q8_matmul(w)?),
+                ..dense
+            }),
             _ => Ok(dense),
         }
     }
