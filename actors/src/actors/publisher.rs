@@ -97,8 +97,7 @@ impl Actor for Publisher {
                         },
                         Err(e) => Err(e),
                     };
-                    let label = if confirmed.is_ok() { "confirmed" } else { "failed" };
-                    metrics.amqp_published.with_label_values(&[label]).inc();
+                    metrics.published(confirmed.is_ok());
                     if let Some(reply) = reply {
                         let _ = reply.send(confirmed);
                     }

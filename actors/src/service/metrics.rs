@@ -6,9 +6,9 @@
 //! check against the work they submitted.
 //!
 //! A labelled series is exported at 0 from the start wherever its label values are known then
-//! (job outcomes, poison reasons, stop reasons, here; actors and devices where they start): a
-//! counter that first appears at 1 shows no increase to `rate()` or `increase()`, so the first
-//! poison job of a pod's life would not move the chart's alert on it.
+//! (job outcomes, poison reasons, stop reasons and publish outcomes here; actors and devices
+//! where they start): a counter that first appears at 1 shows no increase to `rate()` or
+//! `increase()`, so the first poison job of a pod's life would not move the chart's alert on it.
 
 use crate::service::wire::Poison;
 use engine::compare::CacheStats;
@@ -59,6 +59,15 @@ impl JobOutcome {
             JobOutcome::Requeued => "requeued",
             JobOutcome::Crashed => "crashed",
         }
+    }
+}
+
+/// The `outcome` of `qrank_amqp_published_total`.
+fn publish_outcome(confirmed: bool) -> &'static str {
+    if confirmed {
+        "confirmed"
+    } else {
+        "failed"
     }
 }
 
@@ -125,8 +134,9 @@ pub struct Metrics {
     /// or while the model fails on every device.
     pub amqp_consuming: IntGauge,
     pub amqp_reconnects: IntCounter,
-    /// Messages published, by `outcome`: confirmed or failed.
-    pub amqp_published: IntCounterVec,
+    /// Messages published, by `outcome`: confirmed or failed; count one with
+    /// [`Metrics::published`].
+    amqp_published: IntCounterVec,
     /// Actors restarted by their supervisor after a crash, by `actor` role.
     pub actor_restarts: IntCounterVec,
     /// The last cache totals of each device's copy of the model (each keeps its own cache), by
@@ -275,7 +285,17 @@ impl Metrics {
         for reason in StopReason::ALL {
             metrics.jobs_stopped.with_label_values(&[reason.label()]);
         }
+        for confirmed in [true, false] {
+            metrics.amqp_published.with_label_values(&[publish_outcome(confirmed)]);
+        }
         Ok(metrics)
+    }
+
+    /// Count a message published, `confirmed` by the broker or not.
+    pub fn published(&self, confirmed: bool) {
+        self.amqp_published
+            .with_label_values(&[publish_outcome(confirmed)])
+            .inc();
     }
 
     /// Count a job that ended with `outcome`.
@@ -345,7 +365,8 @@ mod tests {
             .iter()
             .map(|o| format!("qrank_job_completed_total{{outcome=\"{}\"}} 0", o.label()))
             .chain(Poison::LABELS.map(|l| format!("qrank_job_dead_lettered_total{{error_type=\"{l}\"}} 0")))
-            .chain(StopReason::ALL.map(|r| format!("qrank_job_stopped_total{{reason=\"{}\"}} 0", r.label())));
+            .chain(StopReason::ALL.map(|r| format!("qrank_job_stopped_total{{reason=\"{}\"}} 0", r.label())))
+            .chain(["confirmed", "failed"].map(|o| format!("qrank_amqp_published_total{{outcome=\"{o}\"}} 0")));
         for line in series {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
