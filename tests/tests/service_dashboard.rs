@@ -1,6 +1,6 @@
 //! The chart's Grafana dashboard against a real Prometheus scraping a real `qrank serve` that has
 //! ranked a job and dead-lettered a poison one: every query of every panel (and of the template
-//! variables) runs without error, and the panels that such a service feeds show data. The
+//! variables) runs without error, and every panel shows data (zeros for what did not happen). The
 //! Prometheus server is Debian's, unpacked by `.ci/install-prometheus.sh`, on 127.0.0.1 only.
 
 mod service_support;
@@ -13,11 +13,6 @@ use std::time::{Duration, Instant};
 use lapin::BasicProperties;
 use qrank_tests::{files_in, server_env, skip, workspace_root};
 use service_support::{free_port, http_get, job, Broker, Sandbox, Servers, Service};
-
-/// Panels whose metrics appear only after what this test does not cause: a job large enough to
-/// share its groups. Every other panel must show data, the failure and restart panels too (their
-/// series start at 0, so that an alert sees the first failure or crash).
-const FED_BY_LARGE_JOBS: [&str; 1] = ["Shared groups"];
 
 /// The labels a Kubernetes scrape adds, which the dashboard selects by.
 const NAMESPACE: &str = "qrank-test";
@@ -68,7 +63,10 @@ async fn every_dashboard_query_runs_and_a_served_job_shows_on_it() {
             empty.push(title);
         }
     }
-    assert_eq!(empty, FED_BY_LARGE_JOBS, "panels without data");
+    // Even the panels of what this test does not cause (failed calls, shared groups, actor
+    // restarts) show their zeros: every labelled series starts at 0, so that an alert sees the
+    // first increase.
+    assert!(empty.is_empty(), "panels without data: {empty:?}");
     for variable in dashboard["templating"]["list"].as_array().expect("variables") {
         if variable["type"] == "query" {
             // Grafana's label_values(SELECTOR, LABEL): the selector must find the scraped pod.

@@ -28,6 +28,7 @@ use super::publisher::{publish_confirmed, Outgoing};
 use super::{lookup, INFERENCE};
 use crate::prepared::PreparedImage;
 use crate::service::dead_letter::dead_letter;
+use crate::service::metrics::SharedServed;
 use crate::service::shared_groups::{self, CheckedTask};
 use crate::service::Context;
 use crate::source::Source;
@@ -59,12 +60,12 @@ impl Actor for GroupServer {
 }
 
 async fn serve(ctx: Context, delivery: Delivery) {
-    let served = |outcome: &str| ctx.metrics.shared_groups_served.with_label_values(&[outcome]).inc();
+    let served = |outcome| ctx.metrics.shared_group_served(outcome);
     let checked = match shared_groups::check_task(&delivery.properties, &delivery.data) {
         Ok(checked) => checked,
         Err(reason) => {
             tracing::warn!(error = %reason, "poison shared-group task; dead-lettering it");
-            served("poison");
+            served(SharedServed::Poison);
             let amqp = &ctx.config.amqp;
             dead_letter(
                 amqp.dead_letter_exchange.clone(),
@@ -87,7 +88,7 @@ async fn serve(ctx: Context, delivery: Delivery) {
             // This replica's model fails on every device: the group is not at fault, and a
             // working replica should answer it.
             tracing::info!(job_id = %checked.task.job_id, error = %e, "the model is broken here; returning the shared group");
-            served("requeued");
+            served(SharedServed::Requeued);
             if let Err(e) = delivery.acker.nack(requeue).await {
                 tracing::warn!(error = %e, "returning a shared-group task failed; the broker requeues it");
             }
@@ -95,16 +96,20 @@ async fn serve(ctx: Context, delivery: Delivery) {
         }
         tracing::info!(job_id = %checked.task.job_id, error = %e, "a shared group could not be judged");
     }
-    let label = if outcome.is_ok() { "answered" } else { "failed" };
+    let served_as = if outcome.is_ok() {
+        SharedServed::Answered
+    } else {
+        SharedServed::Failed
+    };
     let answer = shared_groups::answer(&checked.task, outcome);
     let settled = match publish_answer(&checked, answer.encode_to_vec()).await {
         Ok(()) => {
-            served(label);
+            served(served_as);
             delivery.acker.ack(BasicAckOptions::default()).await
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not publish a shared-group answer; returning the task");
-            served("requeued");
+            served(SharedServed::Requeued);
             delivery.acker.nack(requeue).await
         }
     };

@@ -11,6 +11,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::{lookup, PUBLISHER};
+use crate::service::metrics::Published;
 use crate::service::Context;
 
 /// How long a publish waits for the broker's confirm.
@@ -97,7 +98,11 @@ impl Actor for Publisher {
                         },
                         Err(e) => Err(e),
                     };
-                    metrics.published(confirmed.is_ok());
+                    metrics.published(if confirmed.is_ok() {
+                        Published::Confirmed
+                    } else {
+                        Published::Failed
+                    });
                     if let Some(reply) = reply {
                         let _ = reply.send(confirmed);
                     }

@@ -6,10 +6,11 @@
 //! check against the work they submitted.
 //!
 //! A labelled series is exported at 0 from the start wherever its label values are known then
-//! (job outcomes, poison reasons, stop reasons and publish outcomes here; actors and devices
-//! where they start): a counter that first appears at 1 shows no increase to `rate()` or
-//! `increase()`, so the first poison job of a pod's life would not move the chart's alert on it.
+//! (here those of `metric_labels`, poison reasons and stop reasons; actors and devices where they
+//! start): a counter that first appears at 1 shows no increase to `rate()` or `increase()`, so
+//! the first poison job of a pod's life would not move the chart's alert on it.
 
+pub use crate::service::metric_labels::{JobOutcome, Published, SharedAttempt, SharedServed};
 use crate::service::wire::Poison;
 use engine::compare::CacheStats;
 use engine::rank::StopReason;
@@ -26,50 +27,6 @@ const JOB_SECONDS: [f64; 21] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
     14400.0, 28800.0, 86400.0,
 ];
-
-/// How a job ended, the `outcome` of `qrank_job_completed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// Ranked, and the result published.
-    Ranked,
-    /// Answered with a result that states the failure.
-    Failed,
-    /// A result it already had, published again (a redelivery whose ack was lost).
-    Republished,
-    /// Returned to the queue, for this or another replica to take.
-    Requeued,
-    /// Its coordinator crashed.
-    Crashed,
-}
-
-impl JobOutcome {
-    pub const ALL: [JobOutcome; 5] = [
-        JobOutcome::Ranked,
-        JobOutcome::Failed,
-        JobOutcome::Republished,
-        JobOutcome::Requeued,
-        JobOutcome::Crashed,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            JobOutcome::Ranked => "ranked",
-            JobOutcome::Failed => "failed",
-            JobOutcome::Republished => "republished",
-            JobOutcome::Requeued => "requeued",
-            JobOutcome::Crashed => "crashed",
-        }
-    }
-}
-
-/// The `outcome` of `qrank_amqp_published_total`.
-fn publish_outcome(confirmed: bool) -> &'static str {
-    if confirmed {
-        "confirmed"
-    } else {
-        "failed"
-    }
-}
 
 /// Every metric the service exports.
 #[derive(Debug)]
@@ -119,23 +76,19 @@ pub struct Metrics {
     pub groups_answered: IntCounter,
     pub groups_resumed: IntCounter,
     pub ranker_fit: Histogram,
-    /// Groups of this replica's jobs put on the shared queue, by `attempt`: first, or again
-    /// after a late answer. Many `again` means answers are lost or replicas too slow for
+    /// Groups of this replica's jobs put on the shared queue, by `attempt` ([`SharedAttempt`]).
+    /// Many `again` means answers are lost or replicas too slow for
     /// `scale.shared_group_timeout_secs`.
-    pub shared_groups_published: IntCounterVec,
-    /// Shared groups this replica took from the queue, by `outcome`: answered (with the
-    /// comparator's outcome), failed (answered with an error: an image could not be read, the
-    /// model failed), poison (dead-lettered), or requeued (the answer could not be published, or
-    /// the model failed on every device of this replica).
-    pub shared_groups_served: IntCounterVec,
+    shared_groups_published: IntCounterVec,
+    /// Shared groups this replica took from the queue, by `outcome` ([`SharedServed`]).
+    shared_groups_served: IntCounterVec,
     /// 1 while connected to the broker.
     pub amqp_connected: IntGauge,
     /// 1 while taking jobs (and shared groups) from the broker: 0 while disconnected, draining,
     /// or while the model fails on every device.
     pub amqp_consuming: IntGauge,
     pub amqp_reconnects: IntCounter,
-    /// Messages published, by `outcome`: confirmed or failed; count one with
-    /// [`Metrics::published`].
+    /// Messages published, by `outcome` ([`Published`]).
     amqp_published: IntCounterVec,
     /// Actors restarted by their supervisor after a crash, by `actor` role.
     pub actor_restarts: IntCounterVec,
@@ -276,26 +229,37 @@ impl Metrics {
             cache_totals: std::sync::Mutex::default(),
             registry,
         };
-        for outcome in JobOutcome::ALL {
-            metrics.jobs_completed.with_label_values(&[outcome.label()]);
-        }
-        for label in Poison::LABELS {
-            metrics.jobs_dead_lettered.with_label_values(&[label]);
-        }
-        for reason in StopReason::ALL {
-            metrics.jobs_stopped.with_label_values(&[reason.label()]);
-        }
-        for confirmed in [true, false] {
-            metrics.amqp_published.with_label_values(&[publish_outcome(confirmed)]);
-        }
+        let start = |vec: &IntCounterVec, labels: &mut dyn Iterator<Item = &'static str>| {
+            labels.for_each(|label| drop(vec.with_label_values(&[label])));
+        };
+        start(&metrics.jobs_completed, &mut JobOutcome::ALL.iter().map(|o| o.label()));
+        start(&metrics.jobs_dead_lettered, &mut Poison::LABELS.into_iter());
+        start(&metrics.jobs_stopped, &mut StopReason::ALL.iter().map(|r| r.label()));
+        start(&metrics.amqp_published, &mut Published::ALL.iter().map(|p| p.label()));
+        start(
+            &metrics.shared_groups_published,
+            &mut SharedAttempt::ALL.iter().map(|a| a.label()),
+        );
+        start(
+            &metrics.shared_groups_served,
+            &mut SharedServed::ALL.iter().map(|s| s.label()),
+        );
         Ok(metrics)
     }
 
-    /// Count a message published, `confirmed` by the broker or not.
-    pub fn published(&self, confirmed: bool) {
-        self.amqp_published
-            .with_label_values(&[publish_outcome(confirmed)])
-            .inc();
+    /// Count a message published, confirmed by the broker or not.
+    pub fn published(&self, outcome: Published) {
+        self.amqp_published.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Count a group of this replica's jobs put on the shared queue.
+    pub fn shared_group_published(&self, attempt: SharedAttempt) {
+        self.shared_groups_published.with_label_values(&[attempt.label()]).inc();
+    }
+
+    /// Count a shared group this replica took from the queue.
+    pub fn shared_group_served(&self, outcome: SharedServed) {
+        self.shared_groups_served.with_label_values(&[outcome.label()]).inc();
     }
 
     /// Count a job that ended with `outcome`.
@@ -366,7 +330,21 @@ mod tests {
             .map(|o| format!("qrank_job_completed_total{{outcome=\"{}\"}} 0", o.label()))
             .chain(Poison::LABELS.map(|l| format!("qrank_job_dead_lettered_total{{error_type=\"{l}\"}} 0")))
             .chain(StopReason::ALL.map(|r| format!("qrank_job_stopped_total{{reason=\"{}\"}} 0", r.label())))
-            .chain(["confirmed", "failed"].map(|o| format!("qrank_amqp_published_total{{outcome=\"{o}\"}} 0")));
+            .chain(
+                Published::ALL
+                    .iter()
+                    .map(|p| format!("qrank_amqp_published_total{{outcome=\"{}\"}} 0", p.label())),
+            )
+            .chain(
+                SharedAttempt::ALL
+                    .iter()
+                    .map(|a| format!("qrank_shared_groups_published_total{{attempt=\"{}\"}} 0", a.label())),
+            )
+            .chain(
+                SharedServed::ALL
+                    .iter()
+                    .map(|s| format!("qrank_shared_groups_served_total{{outcome=\"{}\"}} 0", s.label())),
+            );
         for line in series {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }

@@ -14,6 +14,7 @@ pub mod dead_letter;
 pub mod device_health;
 pub mod http;
 pub mod job_output;
+pub mod metric_labels;
 pub mod metrics;
 pub mod run;
 pub mod shared_groups;

@@ -19,6 +19,7 @@ use crate::actors::scheduler::SchedulerMsg;
 use crate::actors::{lookup, INFERENCE};
 use crate::config::PipelineConfig;
 use crate::prepared::PreparedImage;
+use crate::service::metrics::SharedAttempt;
 
 pub(super) fn group_names(images: &[PreparedImage], group: &Group) -> Vec<String> {
     group
@@ -47,7 +48,7 @@ pub(super) fn ask_more(myself: &ActorRef<CoordinatorMsg>, state: &mut State) -> 
             sharing.next_task += 1;
             let published = Instant::now();
             sharing.pending.insert(task_id, PendingGroup { group, published });
-            publish_shared(state, task_id, "first");
+            publish_shared(state, task_id, SharedAttempt::First);
         } else {
             let worker = lookup::<Task>(INFERENCE).ok_or_else(|| anyhow!("the inference worker is not running"))?;
             worker

@@ -11,6 +11,7 @@ use prost::Message;
 use super::State;
 use crate::actors::publisher::{Outgoing, PublisherMsg};
 use crate::actors::{lookup, PUBLISHER};
+use crate::service::metrics::SharedAttempt;
 use crate::service::shared_groups;
 
 /// A job whose groups go to the shared queue: its key in correlation ids, and the groups
@@ -29,7 +30,7 @@ pub(super) struct PendingGroup {
 /// Put one of the job's pending shared groups on the shared queue, answered to this replica's
 /// reply queue. Best effort: while there is no connection (no reply queue), or when the publish
 /// is lost, the group's answer is late, and [`republish_late`] puts it on the queue again.
-pub(super) fn publish_shared(state: &State, task_id: u64, attempt: &'static str) {
+pub(super) fn publish_shared(state: &State, task_id: u64, attempt: SharedAttempt) {
     let (Some(sharing), Some(reply_queue), Some(publisher)) = (
         &state.sharing,
         state.ctx.shared_groups.reply_queue(),
@@ -60,12 +61,7 @@ pub(super) fn publish_shared(state: &State, task_id: u64, attempt: &'static str)
         properties: shared_groups::task_properties(&reply_queue, &shared_groups::correlation_id(sharing.key, task_id)),
     };
     if publisher.cast(PublisherMsg::Publish(Box::new(outgoing), None)).is_ok() {
-        state
-            .ctx
-            .metrics
-            .shared_groups_published
-            .with_label_values(&[attempt])
-            .inc();
+        state.ctx.metrics.shared_group_published(attempt);
     }
 }
 
@@ -83,6 +79,6 @@ pub(super) fn republish_late(state: &mut State) {
     }
     for task_id in late {
         tracing::info!(task_id, "a shared group's answer is late; publishing it again");
-        publish_shared(state, task_id, "again");
+        publish_shared(state, task_id, SharedAttempt::Again);
     }
 }
