@@ -83,9 +83,9 @@ pub const PRECISION_HELP: &str = "Precision of Co-Instruct's weights: auto (bf16
      CPU f32, or q8 when the memory available cannot hold f32 with 3 GB to spare, and an error \
      when it cannot hold q8 either), f32, bf16, f16, \
      or q8: the language model's linear layers in 8-bit blocks and the rest in f32, for the CPU \
-     only. The real checkpoint takes 33 GB in f32 and 11 GB in q8 (19 on ARM, whose integer \
-     kernels keep a second copy), and q8's calls are faster where the CPU has VNNI; its logits \
-     stay within 0.1 of the reference's on the golden checkpoint.";
+     only. The real checkpoint takes 33 GB in f32 and 11 GB in q8, whose calls are faster where \
+     the CPU has VNNI or dot products (ARM); its logits stay within 0.1 of the reference's on the \
+     golden checkpoint.";
 
 /// The model loaded once per device. The inference worker gives each copy threads of its own;
 /// what is the same on every device (the model's id, preparing an image, whether it scores
@@ -243,9 +243,8 @@ fn precision_for(
 /// `auto` on the CPU for weights `counts` and `available` bytes of memory: left as `auto`, which
 /// loads in f32, where f32 fits ([`Precision::for_memory`]); else q8, and `warn` hears the
 /// figures: a laptop would otherwise swap or be killed partway through loading 33 GB. Where q8
-/// does not fit either, an error that says so: q8 would swap or be killed while loading, or on
-/// ARM at the first call, when candle builds its second copy of the blocks (a service would have
-/// taken a job by then). Asking for q8 by name still tries.
+/// does not fit either, an error that says so: q8 would swap or be killed while loading.
+/// Asking for q8 by name still tries.
 fn auto_on_the_cpu(counts: &WeightCounts, available: u64, warn: impl Fn(&str)) -> Result<Precision> {
     let chosen = Precision::Auto.for_memory(DeviceKind::Cpu, counts, Some(available));
     if chosen != Precision::Q8 {

@@ -43,8 +43,7 @@
 //! copies 1.1 B, ViT-L 0.3 B, abstractor 0.1 B): about 33 GB in f32 and 16.5 GB in bf16/f16,
 //! plus a few hundred MB of activations for a group of four (≈ 320 tokens). On the CPU, f32
 //! needs a 40 GB machine; on a smaller one load with `Precision::Q8` (the language model's linear
-//! layers in 8-bit blocks, 10.6 GB in all, or 18.6 GB on ARM, where candle keeps a second, tiled
-//! copy of the blocks; see `precision.rs` and `q8_blocks.rs`). With the
+//! layers in 8-bit blocks, 10.6 GB in all; see `precision.rs` and `q8_blocks.rs`). With the
 //! `cuda` feature, `DeviceKind::Cuda(0)` defaults to bf16 and fits a 24 GB GPU. Safetensors are
 //! memory-mapped, so a tensor converted from a bf16 checkpoint is read from the mapping.
 //!

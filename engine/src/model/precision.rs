@@ -9,14 +9,14 @@
 //! vision tower, abstractor, embeddings, norms and `lm_head` stay in f32, so the answer logits
 //! are read off an f32 projection.
 //!
-//! The blocks take 8.0 GB for the real checkpoint, and the rest 2.6 GB in f32: 10.6 GB. On x86
-//! CPUs with VNNI (and on ARM), candle's CPU kernels rearrange each weight's blocks into tiles
-//! for their integer dot products on its first product and keep both copies; on x86 the model
-//! builds the tiles at load and drops the plain blocks (`q8_blocks`), so it holds one copy
-//! there too, while on ARM it holds 18.6 GB ([`WeightCounts::bytes_in`]). On the development
-//! machine (AVX-512 VNNI) the tiles made a group prompt's prefill 7.4x faster than the plain
-//! blocks (1.72 s against 12.8 s for 4 decoder layers at LLaMA-7B width). `auto` picks q8 on a
-//! CPU whose memory cannot hold f32 ([`Precision::for_memory`]).
+//! The blocks take 8.0 GB for the real checkpoint, and the rest 2.6 GB in f32: 10.6 GB
+//! ([`WeightCounts::bytes_in`]). On x86 CPUs with VNNI and on ARM, candle's CPU kernels
+//! rearrange each weight's blocks into tiles for their integer dot products on its first product
+//! and keep both copies, 18.6 GB; the model builds the tiles at load and drops the plain blocks
+//! (`q8_blocks`), so it holds one copy there too. On the development machine (AVX-512 VNNI) the
+//! tiles made a group prompt's prefill 7.4x faster than the plain blocks (1.72 s against 12.8 s
+//! for 4 decoder layers at LLaMA-7B width). `auto` picks q8 on a CPU whose memory cannot hold
+//! f32 ([`Precision::for_memory`]).
 //!
 //! Measured on the 2-core development machine, one `[308, 4096] x [4096, 11008]` product (a
 //! group-of-4 prompt through an MLP projection): f32 96 ms, `Q8_0` 53 ms; one row (a decoding
@@ -157,14 +157,14 @@ impl WeightCounts {
     }
 
     /// Bytes the weights take in memory when loaded in `precision` (a resolved one) on the CPU.
-    /// In q8 that is 34 bytes a block of 32, twice over on ARM, where candle's CPU kernels keep
-    /// a second copy of the blocks rearranged for their integer dot products.
+    /// In q8 that is 34 bytes a block of 32: the plain blocks, or candle's tiles in their place
+    /// (`q8_blocks`).
     pub fn bytes_in(&self, precision: Precision) -> u64 {
         let total = self.quantized_in_q8 + self.other;
         match precision {
             Precision::Bf16 | Precision::F16 => 2 * total,
             Precision::Auto | Precision::F32 => 4 * total,
-            Precision::Q8 => self.quantized_in_q8 * 34 / 32 * q8_copies() + 4 * self.other,
+            Precision::Q8 => self.quantized_in_q8 * 34 / 32 + 4 * self.other,
         }
     }
 
@@ -172,17 +172,6 @@ impl WeightCounts {
     /// the rule by which `auto` picks a precision on the CPU, and refuses when none fits.
     pub fn fit_in(&self, precision: Precision, available: u64) -> bool {
         self.bytes_in(precision) + ROOM_BESIDE_WEIGHTS <= available
-    }
-}
-
-/// Copies of the 8-bit weights held on the CPU ([`WeightCounts::bytes_in`]): on x86 one, the
-/// plain blocks or, with VNNI, candle's tiles in their place (`q8_blocks`); on ARM candle keeps
-/// its tiles beside the blocks.
-fn q8_copies() -> u64 {
-    if cfg!(target_arch = "aarch64") {
-        2
-    } else {
-        1
     }
 }
 
@@ -242,10 +231,7 @@ mod tests {
     fn auto_takes_q8_on_a_cpu_without_memory_for_f32() {
         assert_eq!(CO_INSTRUCT.bytes_in(Precision::F32) / GB, 32);
         let q8 = CO_INSTRUCT.bytes_in(Precision::Q8) / GB;
-        assert!(
-            q8 == if cfg!(target_arch = "aarch64") { 18 } else { 10 },
-            "{q8} GB: 8.0 GB of blocks, once (twice on ARM), and 2.6 GB in f32"
-        );
+        assert!(q8 == 10, "{q8} GB: 8.0 GB of blocks, held once, and 2.6 GB in f32");
         let choose = |device, available| Precision::Auto.for_memory(device, &CO_INSTRUCT, available);
         assert_eq!(choose(DeviceKind::Cpu, Some(16 * GB)), Precision::Q8);
         assert_eq!(

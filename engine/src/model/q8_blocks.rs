@@ -1,19 +1,22 @@
 //! `Q8_0` weights held once on the CPU.
 //!
-//! On x86 CPUs with VNNI, candle's first product with a `Q8_0` tensor rearranges its blocks into
-//! tiles for the integer dot products and keeps them beside the plain blocks, which its VNNI
-//! kernels never read again: two copies of every weight, 18.6 GB for Co-Instruct where one
-//! takes 10.6. Here the blocks live in a storage of ours ([`ReleasableBlocks`]): at load, one
-//! product makes candle build the tiles, and if it read the blocks to do so (it reads them
-//! through [`QuantizedType::as_ptr`] for nothing else) the plain blocks are dropped. Where no
-//! tiles are built (a CPU without VNNI, or `MISTRALRS_FORCE_AVX2=1`, candle's switch) the blocks
-//! stay and take the plain kernels.
+//! On x86 CPUs with VNNI and on ARM CPUs with dot products (every Apple one), candle's first
+//! product with a `Q8_0` tensor rearranges its blocks into tiles for the integer dot products
+//! and keeps them beside the plain blocks, which its tiled kernels never read again: two copies
+//! of every weight, 18.6 GB for Co-Instruct where one takes 10.6. Here the blocks live in a
+//! storage of ours ([`ReleasableBlocks`]): at load, one product makes candle build the tiles,
+//! and if it read the blocks to do so (it reads them through [`QuantizedType::as_ptr`] for
+//! nothing else) the plain blocks are dropped. Where no tiles are built (an x86 CPU without
+//! VNNI, or `MISTRALRS_FORCE_AVX2=1`, candle's switch; an ARM CPU without dot products) the
+//! blocks stay and take the plain kernels.
 //!
-//! Whether a tensor is tiled depends on its type and shape only, not on the rows of a product,
-//! so a released tensor takes the tiled kernels for every product after. Should a later candle
-//! reach for the plain blocks all the same, the product fails with an error that says so (or, for
-//! a raw pointer, panics) rather than read freed memory. On ARM candle tiles `Q8_0` for some
-//! product shapes and not others, so both copies stay there.
+//! Whether candle 0.11 tiles a `Q8_0` tensor depends on the CPU and the tensor's shape, not on
+//! the rows of a product (on x86 every row count takes the tiles; on ARM a single row takes the
+//! tiles as a vector product and more rows take them four at a time, the rest one by one), so a
+//! released tensor takes the tiled kernels for every product after. Should a later candle reach
+//! for the plain blocks all the same, the product fails with an error that says so (or, for a
+//! raw pointer, panics) rather than read freed memory. The ARM path is tested here under
+//! emulation only (qemu-aarch64, whose CPU has dot products; see the note in the README).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -41,7 +44,7 @@ fn load(weight: &Tensor) -> Result<(QMatMul, Arc<ReleasableBlocks>)> {
     let matmul = QMatMul::from_qtensor(tensor)?;
     // One row is enough: candle tiles the whole tensor on its first product, if at all.
     matmul.forward(&Tensor::zeros((1, in_dim), DType::F32, weight.device())?)?;
-    if storage.read_for_tiles.load(Ordering::Acquire) && cfg!(target_arch = "x86_64") {
+    if storage.read_for_tiles.load(Ordering::Acquire) {
         storage.release();
     }
     Ok((matmul, storage))
@@ -150,15 +153,20 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// Whether candle tiles `Q8_0` weights on this CPU (its `repack_x86::select`): an x86 CPU
-    /// with VNNI, unless told to keep to AVX2.
+    /// Whether candle tiles `Q8_0` weights on this CPU (its `repack_x86::select` and
+    /// `PackedKind::select`): an x86 CPU with VNNI, unless told to keep to AVX2, or an ARM CPU
+    /// with dot products.
     fn candle_tiles_q8() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             (std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni"))
                 && std::env::var("MISTRALRS_FORCE_AVX2").as_deref() != Ok("1")
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         false
     }
 
@@ -191,7 +199,7 @@ mod tests {
             "blocks dropped where candle tiles them"
         );
         if !candle_tiles_q8() {
-            eprintln!("this CPU has no VNNI: candle keeps the plain blocks, and so do we");
+            eprintln!("candle builds no tiles on this CPU (no VNNI or dot products): the blocks stay");
         }
         let candles = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
         for rows in [1, 3, 17, 40] {
@@ -206,11 +214,12 @@ mod tests {
         }
     }
 
-    /// A weight whose input is not a whole number of candle's 256-wide activation blocks is
-    /// never tiled, so its plain blocks stay and take candle's plain kernels.
+    /// A weight candle tiles nowhere (on x86 its input is not a whole number of 256-wide
+    /// activation blocks, on ARM its outputs not a whole number of 4-row tiles) keeps its plain
+    /// blocks, which take candle's plain kernels.
     #[test]
     fn a_weight_candle_does_not_tile_keeps_its_blocks() {
-        let w = weight(32, 96);
+        let w = weight(30, 96);
         let (ours, storage) = load(&w).unwrap();
         assert!(!storage.is_released());
         let x = Tensor::randn(0f32, 1.0, (5, 96), &Device::Cpu).unwrap();
