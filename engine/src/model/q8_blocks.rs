@@ -14,8 +14,8 @@
 //! the rows of a product (on x86 every row count takes the tiles; on ARM a single row takes the
 //! tiles as a vector product and more rows take them four at a time, the rest one by one), so a
 //! released tensor takes the tiled kernels for every product after. Should a later candle reach
-//! for the plain blocks all the same, the product fails with an error that says so (or, for a
-//! raw pointer, panics) rather than read freed memory. The ARM path is tested here under
+//! for the plain blocks all the same, the product fails with an error that says so (or panics,
+//! where candle's trait has no room for an error) rather than read freed memory. The ARM path is tested here under
 //! emulation only (qemu-aarch64, whose CPU has dot products; see the note in the README).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 
 use candle_core::quantized::k_quants::BlockQ8_0;
 use candle_core::quantized::{GgmlDType, GgmlType, QMatMul, QStorage, QTensor, QuantizedType};
-use candle_core::{CpuStorage, DType, Error, Module, Result, Tensor};
+use candle_core::{CpuStorage, DType, Error, Module, Result, Storage, Tensor};
 use half::f16;
 
 /// `weight` (`[out, in]`, `in` a whole number of 32-weight blocks) in `Q8_0` blocks, held once:
@@ -35,10 +35,17 @@ pub(crate) fn q8_matmul(weight: &Tensor) -> Result<QMatMul> {
 /// [`q8_matmul`], with the storage it made, to be asked whether its blocks were dropped.
 fn load(weight: &Tensor) -> Result<(QMatMul, Arc<ReleasableBlocks>)> {
     let (out_dim, in_dim) = weight.dims2()?;
-    let values = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut blocks = vec![BlockQ8_0::zeros(); values.len() / BlockQ8_0::BLCK_SIZE];
-    BlockQ8_0::from_float(&values, &mut blocks);
-    drop(values);
+    let mut blocks = vec![BlockQ8_0::zeros(); out_dim * in_dim / BlockQ8_0::BLCK_SIZE];
+    {
+        // Quantized from the f32 tensor's own storage: a weight in f32 is held once at a time.
+        let weight = weight.to_dtype(DType::F32)?.contiguous()?;
+        let (storage, layout) = weight.storage_and_layout();
+        let Storage::Cpu(cpu) = &*storage else {
+            return Err(Error::Msg("8-bit weights are for the CPU".into()));
+        };
+        let start = layout.start_offset();
+        BlockQ8_0::from_float(&cpu.as_slice::<f32>()?[start..start + out_dim * in_dim], &mut blocks);
+    }
     let storage = Arc::new(ReleasableBlocks::new(blocks));
     let tensor = QTensor::new(QStorage::Cpu(Box::new(Shared(Arc::clone(&storage)))), (out_dim, in_dim))?;
     let matmul = QMatMul::from_qtensor(tensor)?;
@@ -132,15 +139,14 @@ impl QuantizedType for Shared {
     }
 
     fn from_float(&mut self, xs: &[f32]) {
-        if let Some(blocks) = self.0.blocks.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            BlockQ8_0::from_float(xs, blocks);
-        }
+        let mut blocks = self.0.blocks.write().unwrap_or_else(|e| e.into_inner());
+        BlockQ8_0::from_float(xs, blocks.as_mut().unwrap_or_else(|| panic!("{RELEASED}")));
     }
 
     fn from_float_imatrix(&mut self, xs: &[f32], imatrix_weights: &[f32], n_per_row: usize) {
-        if let Some(blocks) = self.0.blocks.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            BlockQ8_0::from_float_imatrix(xs, blocks, imatrix_weights, n_per_row);
-        }
+        let mut blocks = self.0.blocks.write().unwrap_or_else(|e| e.into_inner());
+        let blocks = blocks.as_mut().unwrap_or_else(|| panic!("{RELEASED}"));
+        BlockQ8_0::from_float_imatrix(xs, blocks, imatrix_weights, n_per_row);
     }
 
     fn size(&self) -> usize {
