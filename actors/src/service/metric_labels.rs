@@ -2,7 +2,7 @@
 //! every value it takes, so that [`super::metrics::Metrics::new`] exports each series at 0 from
 //! the start (a counter that first appears at 1 shows no increase to `rate()` or `increase()`).
 
-/// An enum of label values, with `ALL` and each value's `label()`.
+/// An enum of label values, with each value's `label()` and all of them in `LABELS`.
 macro_rules! label_values {
     ($(#[$doc:meta])* $name:ident { $($(#[$value_doc:meta])* $value:ident => $label:literal,)+ }) => {
         $(#[$doc])*
@@ -12,7 +12,7 @@ macro_rules! label_values {
         }
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$value,)+];
+            pub const LABELS: &'static [&'static str] = &[$($label,)+];
 
             pub fn label(self) -> &'static str {
                 match self {

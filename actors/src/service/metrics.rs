@@ -229,21 +229,19 @@ impl Metrics {
             cache_totals: std::sync::Mutex::default(),
             registry,
         };
-        let start = |vec: &IntCounterVec, labels: &mut dyn Iterator<Item = &'static str>| {
-            labels.for_each(|label| drop(vec.with_label_values(&[label])));
-        };
-        start(&metrics.jobs_completed, &mut JobOutcome::ALL.iter().map(|o| o.label()));
-        start(&metrics.jobs_dead_lettered, &mut Poison::LABELS.into_iter());
-        start(&metrics.jobs_stopped, &mut StopReason::ALL.iter().map(|r| r.label()));
-        start(&metrics.amqp_published, &mut Published::ALL.iter().map(|p| p.label()));
-        start(
-            &metrics.shared_groups_published,
-            &mut SharedAttempt::ALL.iter().map(|a| a.label()),
-        );
-        start(
-            &metrics.shared_groups_served,
-            &mut SharedServed::ALL.iter().map(|s| s.label()),
-        );
+        let stop_reasons = StopReason::ALL.map(StopReason::label);
+        for (vec, labels) in [
+            (&metrics.jobs_completed, JobOutcome::LABELS),
+            (&metrics.jobs_dead_lettered, Poison::LABELS.as_slice()),
+            (&metrics.jobs_stopped, stop_reasons.as_slice()),
+            (&metrics.amqp_published, Published::LABELS),
+            (&metrics.shared_groups_published, SharedAttempt::LABELS),
+            (&metrics.shared_groups_served, SharedServed::LABELS),
+        ] {
+            for label in labels {
+                vec.with_label_values(&[label]);
+            }
+        }
         Ok(metrics)
     }
 
@@ -325,26 +323,17 @@ mod tests {
     #[test]
     fn series_whose_labels_are_known_at_start_are_exported_at_zero() {
         let text = Metrics::new().unwrap().render();
-        let series = JobOutcome::ALL
-            .iter()
-            .map(|o| format!("qrank_job_completed_total{{outcome=\"{}\"}} 0", o.label()))
-            .chain(Poison::LABELS.map(|l| format!("qrank_job_dead_lettered_total{{error_type=\"{l}\"}} 0")))
-            .chain(StopReason::ALL.map(|r| format!("qrank_job_stopped_total{{reason=\"{}\"}} 0", r.label())))
-            .chain(
-                Published::ALL
-                    .iter()
-                    .map(|p| format!("qrank_amqp_published_total{{outcome=\"{}\"}} 0", p.label())),
-            )
-            .chain(
-                SharedAttempt::ALL
-                    .iter()
-                    .map(|a| format!("qrank_shared_groups_published_total{{attempt=\"{}\"}} 0", a.label())),
-            )
-            .chain(
-                SharedServed::ALL
-                    .iter()
-                    .map(|s| format!("qrank_shared_groups_served_total{{outcome=\"{}\"}} 0", s.label())),
-            );
+        let stop_reasons = StopReason::ALL.map(StopReason::label);
+        let series = [
+            ("qrank_job_completed_total", "outcome", JobOutcome::LABELS),
+            ("qrank_job_dead_lettered_total", "error_type", Poison::LABELS.as_slice()),
+            ("qrank_job_stopped_total", "reason", stop_reasons.as_slice()),
+            ("qrank_amqp_published_total", "outcome", Published::LABELS),
+            ("qrank_shared_groups_published_total", "attempt", SharedAttempt::LABELS),
+            ("qrank_shared_groups_served_total", "outcome", SharedServed::LABELS),
+        ]
+        .into_iter()
+        .flat_map(|(name, key, values)| values.iter().map(move |v| format!("{name}{{{key}=\"{v}\"}} 0")));
         for line in series {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
