@@ -622,12 +622,13 @@ def check_config(qrank: str, toml_path: Path, env: dict) -> None:
     )
 
 
-def get(port: int, path: str) -> int:
+def get(port: int, path: str) -> tuple[int, str]:
+    """The status and body of a GET on the loopback port."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code
+        return e.code, ""
 
 
 def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Path) -> tuple[str, str]:
@@ -653,12 +654,12 @@ def check_serve(qrank: str, toml_path: Path, env: dict, facts: dict, workdir: Pa
             port = int(m.group(1)) if m else None
             time.sleep(0.1)
         expect(port is not None, f"qrank serve logged no address within 30 s:\n{log_path.read_text()}")
-        codes = {path: get(port, path) for path in sorted(set(facts["probes"].values()) | {"/metrics"})}
+        answers = {path: get(port, path) for path in sorted(set(facts["probes"].values()) | {"/metrics"})}
+        codes = {path: status for path, (status, _) in answers.items()}
         expect(codes.get("/healthz") == 200, f"liveness {codes}")
         expect(codes.get("/readyz") == 503, f"readiness without a broker should be 503: {codes}")
         expect(codes.get("/metrics") == 200, f"metrics {codes}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            exposition = response.read().decode()
+        exposition = answers["/metrics"][1]
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=facts["termination"])
